@@ -1,0 +1,100 @@
+"""Every failure leaves in its API family's envelope, with the right status and never a traceback.
+
+- `/v1/*`, `/api/keys`, `/api/version`: `{"error": {"message", "type", "code", "docs_url"}}` (seed 000)
+- `/api/v1/*`: `{"detail", "error_code", "status"}` (seed 001)
+- `/api/compute/*`, `/v0/*`: `{"status": "ERROR", "message", "payload": null}` (seeds 003, 004)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from runtime.errors import TarxError
+
+log = logging.getLogger("tarx.api")
+
+DOCS_URL = "/docs/api-reference#errors"
+
+_STATUS_CODES = {  # seed 001's error codes by status
+    400: "BAD_REQUEST", 401: "AUTH_REQUIRED", 402: "PAYMENT_REQUIRED", 403: "PERMISSION_DENIED",
+    404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
+    422: "VALIDATION_ERROR", 429: "RATE_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "SERVICE_UNAVAILABLE",
+}
+_COMPUTE_STATUS = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 429: "RATE_LIMITED"}
+_OPENAI_TYPES = {401: "authentication_error", 402: "insufficient_quota", 403: "permission_error",
+                 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def family(path: str) -> str:
+    if path.startswith("/api/v1/") or path == "/api/v1":
+        return "platform"
+    if path.startswith(("/api/compute/", "/v0/", "/api/auth/")):
+        return "compute"
+    return "openai"
+
+
+def envelope(path: str, err: TarxError) -> dict[str, Any]:
+    fam = family(path)
+    if fam == "platform":
+        code = err.extra.get("error_code") or _STATUS_CODES.get(err.status, err.code.upper())
+        return {"detail": err.message, "error_code": code, "status": err.status}
+    if fam == "compute":
+        status = _COMPUTE_STATUS.get(err.status, "ERROR")
+        return {"status": status, "message": err.message, "payload": None}
+    body: dict[str, Any] = {"message": err.message, "type": err.type, "code": err.code, "docs_url": DOCS_URL}
+    body.update({k: v for k, v in err.extra.items() if k != "error_code"})
+    return {"error": body}
+
+
+def error_response(request: Request, err: TarxError) -> JSONResponse:
+    return JSONResponse(envelope(request.url.path, err), status_code=err.status, headers=err.headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        if e.get("type") == "json_invalid":
+            return "The request body is not valid JSON."
+        parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+    return "Invalid request: " + "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(TarxError)
+    async def _tarx(request: Request, exc: TarxError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fam = family(request.url.path)
+        # Seed 001 gives 422 VALIDATION_ERROR; the OpenAI family answers 400 invalid_request_error.
+        status = 422 if fam == "platform" else 400
+        err = TarxError(_validation_message(exc), status=status, type="invalid_request_error",
+                        code="invalid_request", extra={"error_code": "VALIDATION_ERROR"})
+        return error_response(request, err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No route for {request.method} {request.url.path}"
+        err = TarxError(message, status=exc.status_code, type=_OPENAI_TYPES.get(exc.status_code,
+                        "invalid_request_error"), code=_STATUS_CODES.get(exc.status_code, "error").lower())
+        resp = error_response(request, err)
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        err = TarxError("The runtime hit an internal error; see its log for details.", status=500,
+                        type="server_error", code="internal_error")
+        return error_response(request, err)

@@ -1,0 +1,142 @@
+"""`/v1`: the OpenAI-compatible inference surface (seed 000's launch-safe list, local side)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from runtime.api.deps import Services, services
+from runtime.api.errors import envelope
+from runtime.errors import TarxError
+from runtime.inference.jobs import QueueClass
+from runtime.inference.schemas import ChatCompletionRequest, EmbeddingRequest
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+T = TypeVar("T")
+
+
+def queue_class(request: Request) -> QueueClass:
+    """`x-tarx-queue-class` when given, else `deep` for the deep execution policy, else `interactive`."""
+    asked = request.headers.get("x-tarx-queue-class", "").strip().lower()
+    if asked:
+        try:
+            return QueueClass(asked)
+        except ValueError:
+            raise TarxError(f"x-tarx-queue-class must be one of {[c.value for c in QueueClass]}") from None
+    policy = request.headers.get("x-tarx-execution-policy", "").lower()
+    return QueueClass.deep if policy.endswith("-deep") else QueueClass.interactive
+
+
+async def _until_disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message on this connection can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """Run `work`, cancelling it (and so the generation behind it) if the client goes away first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return task.result()
+
+
+def sse(request: Request, chunks: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            async for chunk in chunks:
+                yield {"data": json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))}
+        except TarxError as err:  # after the first byte the status is sent: report in-band, as OpenAI does
+            yield {"data": json.dumps(envelope(request.url.path, err))}
+            return
+        yield {"data": "[DONE]"}
+
+    return EventSourceResponse(events(), sep="\n", ping=15, headers={"Cache-Control": "no-cache",
+                                                                    "X-Accel-Buffering": "no"})
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    svc: Services = services(request)
+    cls = queue_class(request)
+    if body.stream:
+        chunks = await svc.chat.stream(body, cls)
+        return sse(request, chunks)
+    result = await unless_disconnected(request, svc.chat.complete(body, cls))
+    if result is None:  # nobody is left to answer; 499 is what proxies log for this
+        return JSONResponse({"error": {"message": "client disconnected"}}, status_code=499)
+    return result
+
+
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
+    return await services(request).chat.embed(body)
+
+
+def _model_card(svc: Services, spec: Any) -> dict[str, Any]:
+    status = svc.engine.model_status(spec)
+    return {
+        "id": spec.name,
+        "object": "model",
+        "created": svc.started_at_epoch,
+        "owned_by": "tarx",
+        "description": spec.description,
+        "source": spec.source,
+        "state": status["state"],
+        "available": status["available"],
+    }
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    svc = services(request)
+    return {"object": "list", "data": [_model_card(svc, spec) for spec in svc.engine.registry.all()]}
+
+
+@router.get("/models/{model_id}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    svc = services(request)
+    return _model_card(svc, svc.engine.registry.get(model_id))
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    svc = services(request)
+    models = {}
+    for spec in svc.engine.registry.all():
+        status = svc.engine.model_status(spec)
+        models[spec.name] = {"state": status["state"], "available": status["available"], "error": status["error"]}
+    default = svc.settings.default_model
+    d = models.get(default)
+    ok = d is not None and d["available"] and d["state"] != "error"
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "default_model": default,
+        "models": models,
+        "queues": svc.engine.capacity(),
+        "version": svc.version,
+        "instance_id": svc.instance_id,
+    }
+    if not ok:
+        reason = "is not installed" if d is None or not d["available"] else f"failed to load: {d['error']}"
+        body["error"] = f"the default model '{default}' {reason}"
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get("/capacity")
+async def capacity(request: Request) -> dict[str, Any]:
+    svc = services(request)
+    return {"object": "capacity", "live": True, "queue_classes": svc.engine.capacity()}

@@ -1,0 +1,87 @@
+"""Runtime settings: constructor arguments > env `TARX_*` > `config.toml` in the platformdirs config dir > defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+APP_NAME = "tarx"
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("TARX_CONFIG_DIR") or platformdirs.user_config_dir(APP_NAME))
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("TARX_CONFIG") or config_dir() / "config.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TARX_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 11440
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
+    db: Path | None = None  # defaults to <data_dir>/tarx.db
+
+    # Inference
+    default_model: str = "tarx-local"
+    model_files: list[Path] = Field(default_factory=list)  # extra GGUF files, served under their stem
+    n_ctx: int = 4096
+    n_threads: int | None = None  # None: every core (llama-cpp-python would use half)
+    n_batch: int = 512
+    keep_alive_seconds: float = 300.0  # unload a model after this long unused
+    queue_max: int = 16  # pending requests per model before 429
+    retry_after_seconds: int = 2
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_output_tokens: int = 2048  # ceiling when a request leaves max_tokens unset
+    # Reusing the KV cache of a shared prompt prefix saves prefill time in long chats, but llama.cpp's logits
+    # differ slightly by batch size, so the same seeded request could answer differently. Off: reproducible.
+    cache_prompt: bool = False
+
+    log_requests: bool = True
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser()
+        if self.db is None:
+            self.db = self.data_dir / "tarx.db"
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        assert self.db is not None
+        return self.db
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def threads(self) -> int:
+        return self.n_threads or os.cpu_count() or 1
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)

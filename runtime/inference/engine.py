@@ -1,0 +1,106 @@
+"""The inference engine: model workers created on demand, job submission, and live queue figures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from runtime.config import Settings
+from runtime.inference.constraints import Constraint
+from runtime.inference.jobs import ChatJob, Event, Failed, Job, QueueClass, Started, Token
+from runtime.inference.registry import ModelRegistry, ModelSpec
+from runtime.inference.worker import ModelWorker, WorkerKind
+from runtime.store.db import utcnow
+
+log = logging.getLogger("tarx.inference")
+
+
+class InferenceEngine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = ModelRegistry(settings)
+        self._workers: dict[tuple[str, WorkerKind], ModelWorker] = {}
+        self.events: deque[dict[str, Any]] = deque(maxlen=200)  # recent model lifecycle events, newest last
+
+    def _record(self, name: str, data: dict[str, Any]) -> None:
+        self.events.append({"event": name, "time": utcnow(), **data})
+        log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in data.items()))
+
+    def worker(self, spec: ModelSpec, kind: WorkerKind = "chat") -> ModelWorker:
+        key = (spec.name, kind)
+        if key not in self._workers:
+            self._workers[key] = ModelWorker(spec, self.settings, kind, self._record)
+        return self._workers[key]
+
+    def workers(self) -> list[ModelWorker]:
+        return list(self._workers.values())
+
+    async def run(self, spec: ModelSpec, kind: WorkerKind, job: Job) -> AsyncIterator[Event]:
+        """Queue `job` and yield its events until the last one. Leaving early (client gone) cancels the job."""
+        worker = self.worker(spec, kind)
+        worker.submit(job)
+        finished = False
+        try:
+            while True:
+                event = await job.events.get()
+                yield event
+                if not isinstance(event, Started | Token):
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                worker.cancel(job)
+
+    def new_job_id(self, prefix: str = "chatcmpl") -> str:
+        return f"{prefix}-{secrets.token_hex(12)}"
+
+    def capacity(self) -> dict[str, dict[str, Any]]:
+        """Live depth and in-flight count per queue class across every model."""
+        classes: dict[str, dict[str, Any]] = {
+            c.value: {"depth": 0, "in_flight": 0, "limit": self.settings.queue_max} for c in QueueClass
+        }
+        for w in self._workers.values():
+            for cls, n in w.depth().items():
+                classes[cls]["depth"] += n
+            job = w.in_flight
+            if job is not None:
+                classes[job.queue_class.value]["in_flight"] += 1
+        for figures in classes.values():
+            waiting = figures["depth"]
+            figures["backpressure_state"] = (
+                "saturated" if waiting >= self.settings.queue_max else "elevated" if waiting else "normal"
+            )
+        return classes
+
+    def model_status(self, spec: ModelSpec) -> dict[str, Any]:
+        chat = self._workers.get((spec.name, "chat"))
+        emb = self._workers.get((spec.name, "embedding"))
+        state = chat.state if chat else "unloaded"
+        return {
+            "state": state,
+            "available": spec.available(),
+            "error": chat.error if chat else None,
+            "embedding_state": emb.state if emb else "unloaded",
+            "stats": vars(chat.stats) if chat else None,
+        }
+
+    async def preload(self, spec: ModelSpec) -> None:
+        """Load a model ahead of its first request (used by `tarx serve --preload` and the console)."""
+        job = ChatJob(
+            id=self.new_job_id("preload"), queue_class=QueueClass.deep, loop=asyncio.get_running_loop(),
+            messages=[{"role": "user", "content": "hi"}], constraint=Constraint(None, [], "none"),
+            max_tokens=1, temperature=0.0, top_p=1.0, seed=0, stops=[],
+        )
+        async for event in self.run(spec, "chat", job):
+            if isinstance(event, Failed):
+                raise event.error
+
+    async def stop(self) -> None:
+        for w in self._workers.values():
+            w.stop()
+        for w in self._workers.values():
+            await asyncio.to_thread(w.join, 10)

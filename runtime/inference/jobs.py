@@ -1,0 +1,94 @@
+"""Work items handed to a model worker thread, and the events that come back through asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from runtime.errors import TarxError
+from runtime.inference.constraints import Constraint
+
+
+class QueueClass(StrEnum):
+    interactive = "interactive"  # served first
+    deep = "deep"
+
+
+@dataclass
+class Started:
+    queue_ms: float
+    prompt_tokens: int
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Done:
+    finish_reason: str  # stop | length | cancelled
+    prompt_tokens: int
+    completion_tokens: int
+    queue_ms: float
+    ttft_ms: float | None
+    total_ms: float
+    cpu_seconds: float
+    text: str = ""  # the whole output (after stop strings), for non-streaming callers
+
+
+@dataclass
+class Vectors:
+    vectors: list[list[float]]
+    prompt_tokens: int
+    cpu_seconds: float
+
+
+@dataclass
+class Failed:
+    error: TarxError
+
+
+Event = Started | Token | Done | Vectors | Failed
+
+
+@dataclass(kw_only=True)
+class Job:
+    id: str
+    queue_class: QueueClass
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+    def emit(self, event: Event) -> None:
+        """Called from the worker thread; hands the event to the request's event loop."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop closed under us during shutdown: nobody is listening
+            pass
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@dataclass(kw_only=True)
+class ChatJob(Job):
+    messages: list[dict[str, Any]]
+    constraint: Constraint
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    seed: int | None
+    stops: list[str]
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+
+@dataclass(kw_only=True)
+class EmbedJob(Job):
+    inputs: list[str]

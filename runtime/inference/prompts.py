@@ -1,0 +1,106 @@
+"""Chat messages to prompt tokens: the model's own chat template, or the Gemma 3 turn format.
+
+The bundled Gemma GGUF carries no chat template, and llama-cpp-python would then fall back to a format the model
+was never trained on, so Gemma's turns are written here by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llama_cpp import Llama
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from runtime.errors import InvalidRequest
+from runtime.inference import constraints
+from runtime.inference.constraints import Constraint
+from runtime.inference.registry import PromptFormat
+
+# Used when a GGUF has no template of its own and is not a model we know: ChatML, the commonest format.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass
+class Prompt:
+    tokens: list[int]
+    stop_token_ids: set[int] = field(default_factory=set)
+
+
+def normalise(messages: list[dict[str, Any]], constraint: Constraint) -> list[dict[str, str]]:
+    """Plain role/content messages: system-like roles merged, tool calls and results written out as text."""
+    out: list[dict[str, str]] = []
+    system_parts: list[str] = []
+    for msg in messages:
+        role, text = msg["role"], _text(msg.get("content"))
+        if role in ("system", "developer"):
+            system_parts.append(text)
+            continue
+        if role == "assistant" and msg.get("tool_calls"):
+            text = (text + "\n" if text else "") + constraints.render_calls(msg["tool_calls"])
+        elif role == "tool":
+            # Few small models know a "tool" role; a user turn carrying the result reads the same to them.
+            role, text = "user", f"Result of the function call: {text}"
+        out.append({"role": role, "content": text})
+    if constraint.tools:
+        system_parts.append(constraints.tool_prompt(constraint.tools, constraint.tool_mode))
+    if system_parts:
+        out.insert(0, {"role": "system", "content": "\n\n".join(p for p in system_parts if p)})
+    if not out or out[-1]["role"] == "system":
+        raise InvalidRequest("messages must contain at least one user message", code="invalid_messages")
+    return out
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content)
+
+
+def gemma3_text(messages: list[dict[str, str]]) -> str:
+    """Gemma 3 turns: `<start_of_turn>user … <end_of_turn>`, the system text folded into the first user turn."""
+    system = ""
+    turns: list[str] = []
+    for msg in messages:
+        if msg["role"] == "system":
+            system = msg["content"]
+            continue
+        content = msg["content"]
+        if system and msg["role"] == "user":
+            content, system = f"{system}\n\n{content}", ""
+        role = "model" if msg["role"] == "assistant" else "user"
+        turns.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
+    return "".join(turns) + "<start_of_turn>model\n"
+
+
+def template_text(llm: Llama, messages: list[dict[str, str]]) -> str:
+    template = llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+    eos, bos = llm.token_eos(), llm.token_bos()
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+    )
+    return formatter(messages=messages).prompt
+
+
+def render(llm: Llama, fmt: PromptFormat, messages: list[dict[str, Any]], constraint: Constraint) -> Prompt:
+    plain = normalise(messages, constraint)
+    if fmt == "gemma3":
+        text = gemma3_text(plain)
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        end_of_turn = llm.tokenize(b"<end_of_turn>", add_bos=False, special=True)
+        stop_ids = set(end_of_turn) if len(end_of_turn) == 1 else set()
+        return Prompt(tokens, stop_ids)
+    text = template_text(llm, plain)
+    # The template writes its own special tokens; add BOS only when the model wants one and it is missing.
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    bos = llm.token_bos()
+    if llm._model.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
+        tokens.insert(0, bos)
+    return Prompt(tokens, {llm.token_eos()})

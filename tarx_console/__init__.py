@@ -1,0 +1,1 @@
+"""The TARX terminal console and the `tarx` command line."""
