@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -21,7 +24,26 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def build_server(settings: Settings) -> uvicorn.Server:
+class Server(uvicorn.Server):
+    """uvicorn, plus: a stop signal ends in-flight generations at once (streams close with a final event)."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal once it has shut down; a requested stop is a clean exit (status 0).
+        self._captured_signals.clear()
+        services = getattr(getattr(self.config.app, "state", None), "services", None)
+        if services is not None and self._loop is not None:
+            # Signal handlers must not take the workers' locks; hand the work to the event loop.
+            self._loop.call_soon_threadsafe(services.engine.begin_shutdown)
+
+
+def build_server(settings: Settings) -> Server:
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -31,7 +53,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def serve(settings: Settings) -> int:

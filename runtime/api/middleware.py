@@ -21,8 +21,15 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _error(self, path: str) -> PayloadTooLarge:
+    def _error(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"The request body exceeds the {self.max_bytes}-byte limit.")
+
+    async def _reject(self, path: str, send: Send) -> None:
+        err = self._error()
+        body = json.dumps(envelope(path, err)).encode()
+        await send({"type": "http.response.start", "status": err.status,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,24 +38,30 @@ class BodyLimit:
         path = scope["path"]
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            err = self._error(path)
-            body = json.dumps(envelope(path, err)).encode()
-            await send({"type": "http.response.start", "status": err.status,
-                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-            await send({"type": "http.response.body", "body": body})
+            await self._reject(path, send)
             return
         seen = 0
+        rejected = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise self._error(path)  # rendered by the app's TarxError handler
+                    # Answer 413 now and tell the app the client left, so it stops reading and answers nothing.
+                    rejected = True
+                    await self._reject(path, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counted, send)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:
+                await send(message)
+
+        await self.app(scope, counted, guarded_send)
 
 
 class AccessLog:

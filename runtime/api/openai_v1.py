@@ -118,7 +118,7 @@ async def health(request: Request) -> JSONResponse:
     models = {}
     for spec in svc.engine.registry.all():
         status = svc.engine.model_status(spec)
-        models[spec.name] = {"state": status["state"], "available": status["available"], "error": status["error"]}
+        models[spec.name] = {key: status[key] for key in ("state", "available", "error", "stats")}
     default = svc.settings.default_model
     d = models.get(default)
     ok = d is not None and d["available"] and d["state"] != "error"

@@ -99,8 +99,12 @@ class InferenceEngine:
             if isinstance(event, Failed):
                 raise event.error
 
-    async def stop(self) -> None:
+    def begin_shutdown(self) -> None:
+        """Stop taking work, fail what waits and cut what runs, so open streams end promptly and properly."""
         for w in self._workers.values():
             w.stop()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
         for w in self._workers.values():
             await asyncio.to_thread(w.join, 10)

@@ -261,6 +261,10 @@ class ModelWorker:
         self.stats.tokens_generated += n_out
         if finish == "cancelled":
             self.stats.cancelled += 1
+            if self._stopping:  # cut short by shutdown, not by the client: tell the client why
+                job.emit(Failed(ModelUnavailable("The runtime is shutting down; the generation was stopped.",
+                                                 code="runtime_shutting_down")))
+                return
         else:
             self.stats.completed += 1
         job.emit(Done(finish, n_prompt, n_out, queue_ms, ttft, (time.perf_counter() - t0) * 1000,

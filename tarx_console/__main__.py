@@ -1,0 +1,5 @@
+import sys
+
+from tarx_console.cli import main
+
+sys.exit(main())

@@ -1,0 +1,159 @@
+"""The engine seen over HTTP: disconnect cancellation, queue order, live capacity, backpressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from conftest import LONG_PROMPT, Runtime, chat_body
+
+
+def stats(rt: Runtime) -> dict:
+    return rt.health()["models"]["tarx-local"]["stats"] or {"cancelled": 0, "tokens_generated": 0, "completed": 0}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def idle(rt: Runtime) -> bool:
+    q = rt.health()["queues"]
+    return all(c["depth"] == 0 and c["in_flight"] == 0 for c in q.values())
+
+
+def warm(rt: Runtime) -> None:
+    with rt.client() as c:
+        assert c.post("/v1/chat/completions", json=chat_body(max_tokens=1)).status_code == 200
+
+
+class Hold:
+    """A long streaming generation that holds the model's worker until `release()` closes the connection."""
+
+    def __init__(self, rt: Runtime, max_tokens: int = 1500) -> None:
+        self.client = rt.client()
+        self._cm = self.client.stream("POST", "/v1/chat/completions",
+                                      json=chat_body(LONG_PROMPT, max_tokens=max_tokens, stream=True))
+        self.response = self._cm.__enter__()
+        assert self.response.status_code == 200
+        self.lines = self.response.iter_lines()
+        self.chunks = 0
+
+    def read_content_chunks(self, n: int) -> None:
+        while self.chunks < n:
+            line = next(self.lines)
+            if line.startswith("data:") and '"content":"' in line and '"content":""' not in line:
+                self.chunks += 1
+
+    def release(self) -> None:
+        self._cm.__exit__(None, None, None)
+        self.client.close()
+
+
+def post_in_thread(rt: Runtime, body: dict, results: list, headers: dict | None = None) -> threading.Thread:
+    def run() -> None:
+        with rt.client() as c:
+            r = c.post("/v1/chat/completions", json=body, headers=headers or {})
+            results.append((time.monotonic(), r))
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_stream_disconnect_stops_generation_within_a_few_tokens(runtime: Runtime) -> None:
+    warm(runtime)
+    before = stats(runtime)
+    hold = Hold(runtime, max_tokens=1500)
+    hold.read_content_chunks(5)
+    hold.release()
+    wait_for(lambda: idle(runtime))
+    after = stats(runtime)
+    assert after["cancelled"] == before["cancelled"] + 1
+    generated = after["tokens_generated"] - before["tokens_generated"]
+    assert 5 <= generated <= 5 + 20, generated  # far from the 1,500 asked for
+
+
+def test_non_stream_disconnect_stops_generation(runtime: Runtime) -> None:
+    warm(runtime)
+    before = stats(runtime)
+    with pytest.raises(httpx.ReadTimeout), runtime.client(timeout=0.6) as c:
+        c.post("/v1/chat/completions", json=chat_body(LONG_PROMPT, max_tokens=1500))
+    wait_for(lambda: idle(runtime), timeout=5)
+    after = stats(runtime)
+    assert after["cancelled"] == before["cancelled"] + 1
+    assert after["tokens_generated"] - before["tokens_generated"] < 300
+
+
+def test_queued_request_starts_when_holder_disconnects_and_depth_is_live(runtime: Runtime) -> None:
+    warm(runtime)
+    hold = Hold(runtime)
+    hold.read_content_chunks(2)
+    results: list = []
+    t = post_in_thread(runtime, chat_body(max_tokens=4), results)
+    wait_for(lambda: runtime.health()["queues"]["interactive"]["depth"] == 1)
+    cap = httpx.get(runtime.url + "/v1/capacity").json()["queue_classes"]["interactive"]
+    assert cap["depth"] == 1 and cap["in_flight"] == 1 and cap["backpressure_state"] == "elevated"
+    released = time.monotonic()
+    hold.release()
+    t.join(30)
+    (done_at, response), = results
+    assert response.status_code == 200
+    assert done_at - released < 5  # the 1,500-token holder would take far longer than this
+
+
+def test_interactive_jumps_ahead_of_deep(runtime: Runtime) -> None:
+    warm(runtime)
+    hold = Hold(runtime)
+    hold.read_content_chunks(2)
+    results: list = []
+    deep = post_in_thread(runtime, chat_body("deep one", max_tokens=8), results, {"x-tarx-queue-class": "deep"})
+    wait_for(lambda: runtime.health()["queues"]["deep"]["depth"] == 1)
+    inter = post_in_thread(runtime, chat_body("interactive one", max_tokens=8), results)
+    wait_for(lambda: runtime.health()["queues"]["interactive"]["depth"] == 1)
+    hold.release()
+    deep.join(30)
+    inter.join(30)
+    assert all(r.status_code == 200 for _, r in results)
+    first, second = (r.request.content for _, r in sorted(results, key=lambda x: x[0]))
+    assert b"interactive one" in first and b"deep one" in second
+
+
+def test_full_queue_answers_429_with_backpressure_headers(make_runtime) -> None:
+    rt = make_runtime({"TARX_QUEUE_MAX": "1", "TARX_RETRY_AFTER_SECONDS": "3"})
+    warm(rt)
+    hold = Hold(rt)
+    hold.read_content_chunks(1)
+    results: list = []
+    t = post_in_thread(rt, chat_body(max_tokens=2), results)
+    wait_for(lambda: rt.health()["queues"]["interactive"]["depth"] == 1)
+    with rt.client() as c:
+        r = c.post("/v1/chat/completions", json=chat_body(max_tokens=2), headers={"x-tarx-queue-class": "deep"})
+        cap = c.get("/v1/capacity").json()["queue_classes"]
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "3"
+    assert r.headers["x-tarx-queue-class"] == "deep"
+    assert r.headers["x-tarx-backpressure-state"] == "saturated"
+    err = r.json()["error"]
+    assert err["type"] == "rate_limit_error" and err["code"] == "queue_full" and err["retry_after_seconds"] == 3
+    assert cap["interactive"]["backpressure_state"] == "saturated"
+    hold.release()
+    t.join(30)
+    assert results[0][1].status_code == 200  # the queued request was not lost
+
+
+def test_idle_model_unloads_after_keep_alive(make_runtime) -> None:
+    rt = make_runtime({"TARX_KEEP_ALIVE_SECONDS": "1"})
+    warm(rt)
+    assert rt.health()["models"]["tarx-local"]["state"] == "ready"
+    wait_for(lambda: rt.health()["models"]["tarx-local"]["state"] == "unloaded", timeout=10)
+    warm(rt)  # and loads again on the next request
+    assert rt.health()["models"]["tarx-local"]["stats"]["loads"] == 2
