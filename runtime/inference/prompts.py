@@ -6,6 +6,7 @@ was never trained on, so Gemma's turns are written here by hand.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,13 +79,19 @@ def gemma3_text(messages: list[dict[str, str]]) -> str:
     return "".join(turns) + "<start_of_turn>model\n"
 
 
+@functools.lru_cache(maxsize=16)
+def _formatter(template: str, eos_token: str, bos_token: str) -> Jinja2ChatFormatter:
+    # Compiling the Jinja template costs milliseconds; do it once per model, not per request.
+    return Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
+
+
 def template_text(llm: Llama, messages: list[dict[str, str]]) -> str:
     template = llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
     eos, bos = llm.token_eos(), llm.token_bos()
-    formatter = Jinja2ChatFormatter(
-        template=template,
-        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+    formatter = _formatter(
+        template,
+        llm._model.token_get_text(eos) if eos != -1 else "",
+        llm._model.token_get_text(bos) if bos != -1 else "",
     )
     return formatter(messages=messages).prompt
 
