@@ -50,6 +50,19 @@ class Settings(BaseSettings):
 
     log_requests: bool = True
 
+    # Access. None: /v1 inference needs no key on a loopback bind (seed 000's migration note) and needs one on
+    # any other bind. Every other API family always needs a key.
+    inference_requires_key: bool | None = None
+    session_minutes: int = 60  # JWT sessions from /api/auth/verify-otp
+
+    # Rate limits per key (per client IP when anonymous); seed 001 and seed 003 figures.
+    rate_limits: bool = True
+    rate_platform_per_minute: int = 200
+    rate_platform_burst: int = 30
+    rate_platform_burst_seconds: int = 5
+    rate_compute_per_minute: int = 1000
+    rate_compute_per_hour: int = 30000
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
         self.data_dir = self.data_dir.expanduser()
@@ -65,6 +78,19 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+    @property
+    def inference_needs_key(self) -> bool:
+        return (not self.loopback) if self.inference_requires_key is None else self.inference_requires_key
+
+    @property
+    def key_file(self) -> Path:
+        """Encryption and signing secrets, beside the database (0600)."""
+        return self.db_path.with_name(self.db_path.name + ".key")
 
     @property
     def threads(self) -> int:

@@ -14,6 +14,7 @@ import httpx
 
 from conftest import LONG_PROMPT, REPO, Runtime, chat_body, free_port
 from runtime.inference.registry import smollm2_path
+from runtime.store.db import migrations
 
 
 def test_version_is_release_truth_and_not_cached(runtime: Runtime) -> None:
@@ -55,7 +56,8 @@ def test_store_is_one_wal_database_with_migrations_and_request_log(make_runtime)
     assert not Path(str(db) + "-wal").exists() or Path(str(db) + "-wal").stat().st_size == 0  # closed cleanly
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations")] == [1]
+    applied = [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert applied == [version for version, _, _ in migrations()] and applied[0] == 1
     kinds = [r[0] for r in con.execute("SELECT kind FROM inference_requests ORDER BY created_at")]
     assert kinds == ["chat", "chat", "chat", "embedding"]
     assert con.execute("SELECT SUM(completion_tokens) FROM inference_requests").fetchone()[0] == 6

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.errors import TarxError
@@ -79,6 +80,11 @@ def install(app: FastAPI) -> None:
         err = TarxError(_validation_message(exc), status=status, type="invalid_request_error",
                         code="invalid_request", extra={"error_code": "VALIDATION_ERROR"})
         return error_response(request, err)
+
+    @app.exception_handler(ValidationError)
+    async def _model_validation(request: Request, exc: ValidationError) -> JSONResponse:
+        # A body parsed inside a handler (not by FastAPI) that does not fit its model.
+        return await _validation(request, RequestValidationError(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

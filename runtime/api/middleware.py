@@ -1,7 +1,8 @@
-"""Pure ASGI middleware: request body size limit and one log line per request."""
+"""Pure ASGI middleware: body size limit, request log, rate limits, the compute API version header."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -9,9 +10,14 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.api.errors import envelope
-from runtime.errors import PayloadTooLarge
+from runtime.auth.ratelimit import RateLimiter
+from runtime.errors import PayloadTooLarge, TarxError
 
 access_log = logging.getLogger("tarx.access")
+
+
+class RateLimited(TarxError):
+    status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
 
 
 class BodyLimit:
@@ -89,3 +95,97 @@ class AccessLog:
             client = scope.get("client") or ("-", 0)
             access_log.info('%s "%s %s" %s %.1fms', client[0], scope["method"], scope["path"], status or "-",
                             (time.perf_counter() - start) * 1000)
+
+
+def _family_for_limits(path: str) -> str | None:
+    if path.startswith("/api/v1/"):
+        return "platform"
+    if path.startswith("/api/compute/"):
+        return "compute"
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def _caller(scope: Scope) -> str:
+    """Who a limit counts against: the credential presented (hashed), else the client address."""
+    credential = _header(scope, b"x-api-key") or _header(scope, b"authorization")
+    if credential is None and b"token=" in scope.get("query_string", b""):
+        credential = scope["query_string"]
+    if credential:
+        return "k:" + hashlib.sha256(credential).hexdigest()[:32]
+    client = scope.get("client") or ("-", 0)
+    return f"ip:{client[0]}"
+
+
+class RateLimit:
+    """Seed 001 and 003 limits: X-RateLimit-* and IETF RateLimit headers on every response, 429 when over."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        family = _family_for_limits(scope["path"]) if scope["type"] == "http" else None
+        if family is None or family not in self.limiter.policies:
+            await self.app(scope, receive, send)
+            return
+        d = self.limiter.hit(family, _caller(scope))
+        headers = [
+            (b"x-ratelimit-limit", str(d.limit).encode()),
+            (b"x-ratelimit-remaining", str(d.remaining).encode()),
+            (b"x-ratelimit-reset", str(d.reset_epoch).encode()),
+            (b"ratelimit", d.ietf.encode()),
+            (b"ratelimit-policy", d.policy.encode()),
+        ]
+        if not d.allowed:
+            err = RateLimited(f"Rate limit exceeded; retry in {d.retry_after} s.",
+                              extra={"retry_after_seconds": d.retry_after, "error_code": "RATE_LIMIT_EXCEEDED"})
+            body = json.dumps(envelope(scope["path"], err)).encode()
+            await send({"type": "http.response.start", "status": 429,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"retry-after", str(d.retry_after).encode()), *headers]})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class ComputeVersion:
+    """`/v0/*`: `X-Compute-API-Version` must be `v0` when sent, and every answer carries it."""
+
+    VERSION = b"v0"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v0/"):
+            await self.app(scope, receive, send)
+            return
+        asked = _header(scope, b"x-compute-api-version")
+        version_header = (b"x-compute-api-version", self.VERSION)
+        if asked is not None and asked.strip().lower() != self.VERSION:
+            err = TarxError(f"Unsupported X-Compute-API-Version '{asked.decode(errors='replace')}'; this runtime "
+                            "serves v0.", code="unsupported_api_version")
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json"), version_header]})
+            await send({"type": "http.response.body", "body": json.dumps(envelope(scope["path"], err)).encode()})
+            return
+
+        async def with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), version_header]}
+            await send(message)
+
+        await self.app(scope, receive, with_version)

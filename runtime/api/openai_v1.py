@@ -7,17 +7,19 @@ import json
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from runtime.api.deps import Services, services
+from runtime.api.deps import Services, inference_principal, services
 from runtime.api.errors import envelope
 from runtime.errors import TarxError
 from runtime.inference.jobs import QueueClass
 from runtime.inference.schemas import ChatCompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1", tags=["inference"])
+# Inference needs a key unless the runtime is bound to loopback (see Settings.inference_requires_key).
+needs_caller = [Depends(inference_principal)]
 T = TypeVar("T")
 
 
@@ -68,7 +70,7 @@ def sse(request: Request, chunks: AsyncIterator[dict[str, Any]]) -> EventSourceR
                                                                     "X-Accel-Buffering": "no"})
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", dependencies=needs_caller)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     svc: Services = services(request)
     cls = queue_class(request)
@@ -81,7 +83,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     return result
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", dependencies=needs_caller)
 async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
     return await services(request).chat.embed(body)
 
@@ -100,13 +102,13 @@ def _model_card(svc: Services, spec: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/models")
+@router.get("/models", dependencies=needs_caller)
 async def list_models(request: Request) -> dict[str, Any]:
     svc = services(request)
     return {"object": "list", "data": [_model_card(svc, spec) for spec in svc.engine.registry.all()]}
 
 
-@router.get("/models/{model_id}")
+@router.get("/models/{model_id}", dependencies=needs_caller)
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     svc = services(request)
     return _model_card(svc, svc.engine.registry.get(model_id))
@@ -136,7 +138,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/capacity")
+@router.get("/capacity", dependencies=needs_caller)
 async def capacity(request: Request) -> dict[str, Any]:
     svc = services(request)
     return {"object": "capacity", "live": True, "queue_classes": svc.engine.capacity()}

@@ -1,0 +1,246 @@
+"""Account operations behind every API family: keys, entitlements, projects, members, secrets, sessions.
+
+Each mutation and its audit record commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from runtime.auth import keys
+from runtime.auth.access import ADMIN, OWNER, READ, WRITE, PermissionDenied, ProjectContext, require
+from runtime.auth.keys import KeyKind
+from runtime.auth.principal import Authenticator, Principal
+from runtime.auth.secretbox import SecretBox, mask
+from runtime.errors import InvalidRequest, NotFound, TarxError
+from runtime.store import Database, api_keys, audit, identity
+from runtime.store import secrets as secret_store
+from runtime.store.api_keys import ApiKey
+from runtime.store.audit import Actor
+from runtime.store.db import utcnow
+from runtime.store.identity import Project, User
+
+log = logging.getLogger("tarx.auth")
+
+TARX_SCOPES = ("developer_runtime", "supercomputer")
+HOSTED_ENTITLEMENT = "supercomputer"
+ENTITLEMENTS = (HOSTED_ENTITLEMENT,)
+OTP_TTL = timedelta(minutes=10)
+OTP_MAX_ATTEMPTS = 5
+
+
+class Conflict(TarxError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
+@dataclass
+class MintedKey:
+    key: ApiKey
+    plaintext: str
+
+    def public(self) -> dict[str, Any]:
+        return {**self.key.public(), "key": self.plaintext}
+
+
+class Accounts:
+    def __init__(self, db: Database, box: SecretBox, auth: Authenticator) -> None:
+        self.db = db
+        self.box = box
+        self.auth = auth
+
+    # ---- keys -------------------------------------------------------------------------------------------------
+
+    async def create_key(self, principal: Principal, kind: KeyKind, name: str, *, scope: str | None = None,
+                         project_id: str | None = None, quotas: dict[str, Any] | None = None,
+                         subject_id: str | None = None, expires_at: str | None = None) -> MintedKey:
+        if kind is KeyKind.tarx:
+            if scope not in TARX_SCOPES:
+                raise InvalidRequest(f"scope must be one of {list(TARX_SCOPES)}", code="invalid_scope")
+            if scope == "supercomputer" and HOSTED_ENTITLEMENT not in await identity.entitlements(
+                    self.db, principal.user.id):
+                raise TarxError("A supercomputer key needs a hosted Supercomputer entitlement on the account.",
+                                status=402, type="insufficient_quota", code="hosted_entitlement_required",
+                                extra={"error_code": "PAYMENT_REQUIRED"})
+        if expires_at is not None and expires_at <= utcnow():
+            raise InvalidRequest("expires_at must be in the future", code="invalid_expiry")
+        plaintext = keys.generate(kind)
+        async with self.db.transaction() as tx:
+            key = await api_keys.insert(
+                tx, kind=kind.value, user_id=principal.user.id, name=name, key_hash=keys.hash_key(plaintext),
+                display_prefix=keys.display_prefix(plaintext), project_id=project_id, scope=scope, quotas=quotas,
+                subject_id=subject_id, expires_at=expires_at)
+            await audit.write(tx, principal.actor, "key.create", target=key.id, project_id=project_id,
+                              detail={"kind": kind.value, "scope": scope, "name": name})
+        return MintedKey(key, plaintext)
+
+    async def list_keys(self, principal: Principal, kinds: tuple[KeyKind, ...]) -> list[ApiKey]:
+        return await api_keys.list_for(self.db, principal.user.id, tuple(k.value for k in kinds))
+
+    async def revoke_key(self, principal: Principal, key_id: str, kinds: tuple[KeyKind, ...]) -> ApiKey:
+        key = await api_keys.get(self.db, key_id)
+        # Another user's key, or a key of another family, is "not found": never confirm it exists.
+        if key is None or key.user_id != principal.user.id or key.kind not in {k.value for k in kinds}:
+            raise NotFound(f"Key '{key_id}' was not found.", extra={"error_code": "NOT_FOUND"})
+        async with self.db.transaction() as tx:
+            await api_keys.revoke(tx, key.id)
+            await audit.write(tx, principal.actor, "key.revoke", target=key.id, project_id=key.project_id,
+                              detail={"kind": key.kind})
+        revoked = await api_keys.get(self.db, key_id)
+        assert revoked is not None
+        return revoked
+
+    # ---- entitlements -----------------------------------------------------------------------------------------
+
+    async def set_entitlement(self, principal: Principal, name: str, granted: bool, email: str | None) -> list[str]:
+        if not principal.user.is_owner:
+            raise PermissionDenied("Only the runtime's owner can change entitlements.")
+        if name not in ENTITLEMENTS:
+            raise InvalidRequest(f"entitlement must be one of {list(ENTITLEMENTS)}", code="invalid_entitlement")
+        target = principal.user if email is None else await identity.user_by_email(self.db, email)
+        if target is None:
+            raise NotFound(f"No account with email '{email}'.", extra={"error_code": "NOT_FOUND"})
+        async with self.db.transaction() as tx:
+            if granted:
+                await identity.grant(tx, target.id, name, principal.user.id)
+            else:
+                await identity.revoke_entitlement(tx, target.id, name)
+            await audit.write(tx, principal.actor, "entitlement.grant" if granted else "entitlement.revoke",
+                              target=target.id, detail={"entitlement": name})
+        return await identity.entitlements(self.db, target.id)
+
+    # ---- projects and members ----------------------------------------------------------------------------------
+
+    async def create_project(self, principal: Principal, name: str, slug: str | None = None,
+                             description: str = "", default_region: str = "local") -> Project:
+        slug = identity.slugify(slug or name)
+        async with self.db.transaction() as tx:
+            if await identity.slug_taken(tx, principal.user.id, slug):
+                raise Conflict(f"You already have a project with slug '{slug}'.", extra={"error_code": "CONFLICT"})
+            project = await identity.create_project(tx, principal.user.id, name, slug, description, default_region)
+            await audit.write(tx, principal.actor, "project.create", target=project.id, project_id=project.id,
+                              detail={"name": name, "slug": slug})
+        return project
+
+    async def update_project(self, ctx: ProjectContext, fields: dict[str, Any]) -> Project:
+        await require(self.db, ctx, ADMIN, "project.update")
+        async with self.db.transaction() as tx:
+            await identity.update_project(tx, ctx.project.id, fields)
+            await audit.write(tx, ctx.principal.actor, "project.update", target=ctx.project.id,
+                              project_id=ctx.project.id, detail=fields)
+        updated = await identity.project_for(self.db, ctx.principal.user.id, ctx.project.id)
+        assert updated is not None
+        return updated
+
+    async def members(self, ctx: ProjectContext) -> list[dict[str, Any]]:
+        await require(self.db, ctx, READ, "member.list")
+        return await identity.members(self.db, ctx.project.id)
+
+    async def add_member(self, ctx: ProjectContext, email: str, role: str, name: str | None = None
+                         ) -> dict[str, Any]:
+        await require(self.db, ctx, ADMIN, "member.add")
+        if role == OWNER and ctx.role != OWNER:
+            raise PermissionDenied("Only an owner can make another owner.")
+        async with self.db.transaction() as tx:
+            user = await identity.user_by_email(tx, email)
+            if user is None:  # invite: a local account, which signs in with a one-time code
+                user = await identity.create_user(tx, email, name or email.split("@")[0])
+            await identity.set_member(tx, ctx.project.id, user.id, role)
+            await audit.write(tx, ctx.principal.actor, "member.add", target=user.id, project_id=ctx.project.id,
+                              detail={"email": user.email, "role": role})
+        return {"user_id": user.id, "email": user.email, "name": user.name, "role": role}
+
+    async def remove_member(self, ctx: ProjectContext, user_id: str) -> None:
+        await require(self.db, ctx, ADMIN, "member.remove")
+        if user_id == ctx.project.owner_id:
+            raise InvalidRequest("The project's creator cannot be removed.", code="owner_required")
+        async with self.db.transaction() as tx:
+            if not await identity.remove_member(tx, ctx.project.id, user_id):
+                raise NotFound(f"'{user_id}' is not a member of this project.", extra={"error_code": "NOT_FOUND"})
+            await audit.write(tx, ctx.principal.actor, "member.remove", target=user_id, project_id=ctx.project.id)
+
+    # ---- secrets: BYOK LLM keys and credentials -----------------------------------------------------------------
+
+    async def list_secrets(self, ctx: ProjectContext, kind: str) -> list[dict[str, Any]]:
+        await require(self.db, ctx, READ, f"{kind}.list")
+        return await secret_store.list_for(self.db, ctx.project.id, kind)
+
+    async def add_secret(self, ctx: ProjectContext, kind: str, name: str, value: str, provider: str | None
+                         ) -> dict[str, Any]:
+        await require(self.db, ctx, ADMIN, f"{kind}.create")
+        async with self.db.transaction() as tx:
+            if await secret_store.exists(tx, ctx.project.id, kind, name):
+                raise Conflict(f"A {kind.replace('_', ' ')} named '{name}' already exists.",
+                               extra={"error_code": "CONFLICT"})
+            row = await secret_store.insert(tx, kind=kind, project_id=ctx.project.id, name=name, provider=provider,
+                                            masked=mask(value), ciphertext=self.box.seal(value),
+                                            created_by=ctx.principal.user.id)
+            await audit.write(tx, ctx.principal.actor, f"{kind}.create", target=row["id"],
+                              project_id=ctx.project.id, detail={"name": name, "provider": provider})
+        return row
+
+    async def delete_secret(self, ctx: ProjectContext, kind: str, secret_id: str) -> None:
+        await require(self.db, ctx, ADMIN, f"{kind}.delete")
+        async with self.db.transaction() as tx:
+            if not await secret_store.delete(tx, ctx.project.id, kind, secret_id):
+                raise NotFound(f"'{secret_id}' was not found in this project.", extra={"error_code": "NOT_FOUND"})
+            await audit.write(tx, ctx.principal.actor, f"{kind}.delete", target=secret_id, project_id=ctx.project.id)
+
+    async def reveal_secret(self, project_id: str, kind: str, name: str) -> str | None:
+        """Plaintext for use inside the runtime (routing, executions); never returned by the API."""
+        sealed = await secret_store.ciphertext(self.db, project_id, kind, name)
+        return None if sealed is None else self.box.open(sealed)
+
+    # ---- one-time codes and sessions ---------------------------------------------------------------------------
+
+    async def request_code(self, email: str, client: str | None) -> str | None:
+        """Issue a one-time code for an existing account; it is delivered on the runtime's log (no mail here).
+
+        Returns the code for in-process callers (the console shows it); the HTTP answer never includes it.
+        """
+        user = await identity.user_by_email(self.db, email)
+        if user is None:
+            log.info("one-time code requested for unknown account %s; nothing sent", email)
+            return None
+        code = f"{secrets.randbelow(10**6):06d}"
+        expires = (datetime.now(UTC) + OTP_TTL).isoformat(timespec="seconds").replace("+00:00", "Z")
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE otp_codes SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
+                             (utcnow(), user.id))
+            await tx.execute("INSERT INTO otp_codes (id, user_id, code_hash, expires_at) VALUES (?, ?, ?, ?)",
+                             (secrets.token_hex(8), user.id, _code_hash(user.id, code), expires))
+            await audit.write(tx, Actor(user.id, None, client), "session.code_requested", target=user.id)
+        log.warning("one-time sign-in code for %s: %s (valid %d minutes)", user.email, code,
+                    OTP_TTL.seconds // 60)
+        return code
+
+    async def verify_code(self, email: str, code: str, client: str | None) -> tuple[str, datetime, User]:
+        invalid = TarxError("The code is not valid.", status=401, type="authentication_error",
+                            code="otp_invalid")
+        user = await identity.user_by_email(self.db, email)
+        if user is None:
+            raise invalid
+        row = await self.db.fetchone(
+            "SELECT * FROM otp_codes WHERE user_id = ? AND used_at IS NULL ORDER BY expires_at DESC LIMIT 1",
+            (user.id,))
+        if row is None or row["expires_at"] <= utcnow() or row["attempts"] >= OTP_MAX_ATTEMPTS:
+            raise invalid
+        if not secrets.compare_digest(row["code_hash"], _code_hash(user.id, code)):
+            await self.db.execute("UPDATE otp_codes SET attempts = attempts + 1 WHERE id = ?", (row["id"],))
+            raise invalid
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE otp_codes SET used_at = ? WHERE id = ?", (utcnow(), row["id"]))
+            await audit.write(tx, Actor(user.id, None, client), "session.create", target=user.id)
+        token, expires = self.auth.issue_session(user)
+        return token, expires, user
+
+
+def _code_hash(user_id: str, code: str) -> str:
+    return hashlib.sha256(f"{user_id}:{code}".encode()).hexdigest()
+
+
+__all__ = ["ADMIN", "OWNER", "READ", "WRITE", "Accounts", "Conflict", "MintedKey"]
