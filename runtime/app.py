@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = InferenceEngine(settings)
         instance_id = await meta.ensure_instance(db)
         box = SecretBox(settings.key_file)
-        auth = Authenticator(db, box, settings.session_minutes)
+        auth = Authenticator(db, box, settings.session_seconds)
         await bootstrap(db, settings.data_dir)
         app.state.services = Services(
             settings=settings, db=db, engine=engine, chat=ChatService(engine, db), auth=auth,

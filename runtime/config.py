@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # Access. None: /v1 inference needs no key on a loopback bind (seed 000's migration note) and needs one on
     # any other bind. Every other API family always needs a key.
     inference_requires_key: bool | None = None
-    session_minutes: int = 60  # JWT sessions from /api/auth/verify-otp
+    session_seconds: int = 3600  # lifetime of JWT sessions from /api/auth/verify-otp
 
     # Rate limits per key (per client IP when anonymous); seed 001 and seed 003 figures.
     rate_limits: bool = True

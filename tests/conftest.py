@@ -103,6 +103,22 @@ def make_runtime(tmp_path: Path) -> Iterator:
         rt.stop()
 
 
+@pytest.fixture(scope="module")
+def make_runtime_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Like make_runtime, shared by the tests of one module."""
+    started: list[Runtime] = []
+    base = tmp_path_factory.mktemp("module")
+
+    def start(env: dict[str, str] | None = None, name: str = "data", **kw: object) -> Runtime:
+        rt = Runtime(base / name, env, **kw)  # type: ignore[arg-type]
+        started.append(rt)
+        return rt
+
+    yield start
+    for rt in started:
+        rt.stop()
+
+
 def chat_body(content: str = "Say hello", **kw: object) -> dict:
     return {"model": "tarx-local", "messages": [{"role": "user", "content": content}],
             "temperature": 0, "seed": 7, "max_tokens": 16, **kw}

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
+from runtime.auth import keys
 from runtime.auth.access import ProjectContext, resolve_project
 from runtime.auth.accounts import Accounts
-from runtime.auth import keys
-from runtime.auth.principal import AuthError, Authenticator, Principal, required
+from runtime.auth.principal import Authenticator, AuthError, Principal, required
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine

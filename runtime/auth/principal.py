@@ -49,10 +49,10 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, db: Database, box: SecretBox, session_minutes: int) -> None:
+    def __init__(self, db: Database, box: SecretBox, session_seconds: int) -> None:
         self.db = db
         self.box = box
-        self.session_minutes = session_minutes
+        self.session_seconds = session_seconds
         self._touched: dict[str, float] = {}
 
     async def from_key(self, plaintext: str, client: str | None) -> Principal:
@@ -76,7 +76,7 @@ class Authenticator:
         return Principal(user, key.kind, key, client)
 
     def issue_session(self, user: User) -> tuple[str, datetime]:
-        expires = datetime.now(UTC) + timedelta(minutes=self.session_minutes)
+        expires = datetime.now(UTC) + timedelta(seconds=self.session_seconds)
         token = jwt.encode({"sub": user.id, "typ": "session", "exp": expires, "iat": datetime.now(UTC)},
                            self.box.jwt_secret, algorithm=JWT_ALGORITHM)
         return token, expires
