@@ -1,40 +1,227 @@
-"""The `tarx` command. Exit codes: 0 ok, 1 failure, 2 usage (argparse's own)."""
+"""The `tarx` command. Exit codes: 0 ok, 1 failure, 2 usage (argparse's own).
+
+Management commands (`keys`, `projects`, `entitlements`) reach a runtime through TarxClient: the one named by
+`--url/--key`, `TARX_URL/TARX_API_KEY`, or the current context; otherwise the local runtime, over HTTP when it is
+running and in-process on its database when it is not.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime.config import Settings
+    from tarx_console.client.api import TarxClient
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="bind address (env TARX_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (env TARX_PORT, default 11440)")
-    p.add_argument("--data-dir", type=Path, help="where the database and models live (env TARX_DATA_DIR)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tarx", description="TARX local AI runtime and console")
+    parser.add_argument("--url", help="runtime to manage (env TARX_URL; default: the current context)")
+    parser.add_argument("--key", help="API key for --url (env TARX_API_KEY)")
+    parser.add_argument("--context", help="use this saved context instead of the current one")
+    parser.add_argument("--data-dir", type=Path, help="local data dir (env TARX_DATA_DIR)")
     sub = parser.add_subparsers(dest="command")
+
     serve = sub.add_parser("serve", help="run the runtime")
     serve.add_argument("--headless", action="store_true",
                        help="run in the foreground without the console (logs on stderr)")
     _serve_args(serve)
+    serve.add_argument("--data-dir", type=Path, dest="serve_data_dir", help=argparse.SUPPRESS)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="action",
+                                                                                        required=True)
+    create = keys.add_parser("create", help="mint a key; its plaintext is shown once")
+    create.add_argument("--kind", choices=["tarx", "platform", "compute"], default="platform")
+    create.add_argument("--scope", choices=["developer_runtime", "supercomputer"],
+                        help="for --kind tarx (default developer_runtime)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--workspace", help="for --kind compute: workspace (project) id")
+    create.add_argument("--max-jobs-per-hour", type=int)
+    create.add_argument("--max-concurrent-jobs", type=int)
+    create.add_argument("--allowed-job-types", help="comma-separated, e.g. COMMAND")
+    create.add_argument("--expires-at", help="RFC 3339 time")
+    create.add_argument("--json", action="store_true")
+    listing = keys.add_parser("list", help="keys of every kind, without secrets")
+    listing.add_argument("--kind", choices=["tarx", "platform", "compute"])
+    listing.add_argument("--json", action="store_true")
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    revoke.add_argument("--json", action="store_true")
+
+    projects = sub.add_parser("projects", help="list and create projects").add_subparsers(dest="action",
+                                                                                         required=True)
+    plist = projects.add_parser("list")
+    plist.add_argument("--json", action="store_true")
+    pcreate = projects.add_parser("create")
+    pcreate.add_argument("name")
+    pcreate.add_argument("--slug")
+    pcreate.add_argument("--json", action="store_true")
+
+    ent = sub.add_parser("entitlements", help="grant or revoke account entitlements (owner only)")
+    ent.add_argument("action", choices=["grant", "revoke"])
+    ent.add_argument("name", choices=["supercomputer"])
+    ent.add_argument("--email", help="account to change (default: yours)")
+    ent.add_argument("--json", action="store_true")
+
+    login = sub.add_parser("login", help="save a remote runtime as a context and switch to it")
+    login.add_argument("--url", dest="login_url", required=True)
+    login.add_argument("--key", dest="login_key", required=True)
+    login.add_argument("--name", required=True)
+
+    ctx = sub.add_parser("context", help="switch between saved runtimes").add_subparsers(dest="action",
+                                                                                       required=True)
+    use = ctx.add_parser("use")
+    use.add_argument("name")
+    ctx.add_parser("list")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-
     from runtime.config import Settings  # lazily: keeps `tarx --help` fast
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("data_dir", args.data_dir))
-                 if v is not None}
+    data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
+    overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None)),
+                                   ("data_dir", data_dir)) if v is not None}
     return Settings(**overrides)
+
+
+def _print(args: argparse.Namespace, data: Any, rows: list[list[str]] | None = None) -> None:
+    if getattr(args, "json", False) or rows is None:
+        print(json.dumps(data, indent=2))
+        return
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+async def _keys(args: argparse.Namespace, client: TarxClient) -> None:
+    if args.action == "create":
+        quotas = {k: v for k, v in (("maxJobsPerHour", args.max_jobs_per_hour),
+                                    ("maxConcurrentJobs", args.max_concurrent_jobs),
+                                    ("allowedJobTypes", args.allowed_job_types.split(",")
+                                     if args.allowed_job_types else None)) if v is not None}
+        if args.kind != "compute" and (quotas or args.workspace):
+            raise UsageError("quotas and --workspace apply to --kind compute only")
+        if args.scope and args.kind != "tarx":
+            raise UsageError("--scope applies to --kind tarx only")
+        key = await client.create_key(args.kind, args.name, args.scope, workspace=args.workspace, quotas=quotas,
+                                      expires_at=args.expires_at)
+        if args.json:
+            _print(args, key)
+            return
+        print(f"created {key['kind']} key {key['id']} ({key['name']})")
+        print("Copy it now: it is shown only this once.", file=sys.stderr)
+        print(key["key"])
+    elif args.action == "list":
+        keys = await client.list_keys(args.kind)
+        rows = [["ID", "KIND", "NAME", "PREFIX", "SCOPE", "LAST USED", "STATE"]] + [
+            [k["id"], k["kind"], k["name"], k.get("display_prefix", ""), k.get("scope") or "",
+             k.get("last_used_at") or "never", "revoked" if k.get("revoked_at") else "active"] for k in keys]
+        _print(args, keys, rows)
+    else:
+        key = await client.revoke_key(args.id)
+        _print(args, {"id": key["id"], "kind": key["kind"], "revoked": True},
+               [[f"revoked {key['kind']} key {key['id']}"]])
+
+
+async def _projects(args: argparse.Namespace, client: TarxClient) -> None:
+    if args.action == "list":
+        projects = await client.list_projects()
+        rows = [["ID", "SLUG", "NAME", "ROLE"]] + [[p["id"], p["slug"], p["name"], p.get("role", "")]
+                                                   for p in projects]
+        _print(args, projects, rows)
+    else:
+        p = await client.create_project(args.name, args.slug)
+        _print(args, p, [[f"created project {p['id']} ({p['slug']})"]])
+
+
+async def _entitlements(args: argparse.Namespace, client: TarxClient) -> None:
+    names = await client.grant_entitlement(args.name, args.email, revoke=args.action == "revoke")
+    _print(args, {"entitlements": names}, [["entitlements: " + (", ".join(names) or "none")]])
+
+
+class UsageError(Exception):
+    pass
+
+
+def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, TarxClient], Awaitable[None]]) -> int:
+    from tarx_console.client.api import ClientError
+    from tarx_console.client.connect import open_client, resolve_target
+
+    async def run() -> None:
+        target = resolve_target(args.url, args.key, args.context)
+        async with open_client(target, _settings(args)) as client:
+            await fn(args, client)
+
+    try:
+        asyncio.run(run())
+    except UsageError as exc:
+        print(f"tarx: {exc}", file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"tarx: {exc.message} ({exc.status})", file=sys.stderr)
+        return 1
+    except (KeyError, OSError) as exc:
+        print(f"tarx: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _login(args: argparse.Namespace) -> int:
+    from tarx_console.client.api import ClientError
+    from tarx_console.client.connect import LOCAL, Target, load_contexts, open_client, save_contexts
+
+    if args.name == LOCAL:
+        print(f"tarx: '{LOCAL}' is reserved for this machine's runtime", file=sys.stderr)
+        return 2
+
+    async def check() -> dict[str, Any]:
+        async with open_client(Target(args.name, args.login_url.rstrip("/"), args.login_key)) as client:
+            return await client.me()
+
+    try:
+        me = asyncio.run(check())
+    except ClientError as exc:
+        print(f"tarx: the runtime refused the key: {exc.message} ({exc.status})", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tarx: cannot reach {args.login_url}: {exc}", file=sys.stderr)
+        return 1
+    data = load_contexts()
+    data["contexts"][args.name] = {"url": args.login_url.rstrip("/"), "key": args.login_key}
+    data["current"] = args.name
+    path = save_contexts(data)
+    print(f"logged in to {args.login_url} as {me['email']}; context '{args.name}' saved in {path} and in use")
+    return 0
+
+
+def _context(args: argparse.Namespace) -> int:
+    from tarx_console.client.connect import LOCAL, load_contexts, save_contexts
+
+    data = load_contexts()
+    if args.action == "list":
+        for name in [LOCAL, *sorted(data["contexts"])]:
+            url = data["contexts"].get(name, {}).get("url", "this machine")
+            print(f"{'*' if data.get('current', LOCAL) == name else ' '} {name}  {url}")
+        return 0
+    if args.name != LOCAL and args.name not in data["contexts"]:
+        print(f"tarx: no context named '{args.name}'", file=sys.stderr)
+        return 1
+    data["current"] = args.name
+    save_contexts(data)
+    print(f"using context '{args.name}'")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,15 +230,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in (None, "serve"):
         if args.command is None:
             # The console is not built yet: `tarx` runs the runtime in the foreground meanwhile.
-            args = parser.parse_args(["serve", "--headless", *(argv or sys.argv[1:])])
+            args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "serve", "--headless"])
         from runtime.server import serve
 
         try:
             return serve(_settings(args))
         except KeyboardInterrupt:
             return 0
-    parser.print_help()
-    return 2
+    handlers = {"keys": _keys, "projects": _projects, "entitlements": _entitlements}
+    if args.command in handlers:
+        return _with_client(args, handlers[args.command])
+    if args.command == "login":
+        return _login(args)
+    return _context(args)
 
 
 if __name__ == "__main__":
