@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,9 +20,15 @@ from runtime.auth.bootstrap import bootstrap
 from runtime.auth.principal import Authenticator
 from runtime.auth.ratelimit import RateLimiter, Window
 from runtime.auth.secretbox import SecretBox
+from runtime.compute.artifacts import ArtifactStore
+from runtime.compute.jobs import JobService
+from runtime.compute.nodes import NodeService
+from runtime.compute.signals import Signals
+from runtime.compute.webhooks import WebhookService
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine
+from runtime.node.local import LocalNode
 from runtime.store import Database, meta, utcnow
 
 log = logging.getLogger("tarx.runtime")
@@ -47,16 +54,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         box = SecretBox(settings.key_file)
         auth = Authenticator(db, box, settings.session_seconds)
         await bootstrap(db, settings.data_dir)
+        signals = Signals()
+        webhooks = WebhookService(db, box, signals, max_attempts=settings.webhook_max_attempts,
+                                  rotation_grace_seconds=settings.webhook_rotation_grace_seconds,
+                                  base_backoff_seconds=settings.webhook_backoff_seconds)
+        jobs = JobService(db, signals, webhooks, lease_grace_seconds=settings.lease_grace_seconds,
+                          max_attempts=settings.job_max_attempts)
         app.state.services = Services(
             settings=settings, db=db, engine=engine, chat=ChatService(engine, db), auth=auth,
-            accounts=Accounts(db, box, auth), instance_id=instance_id, version=__version__,
+            accounts=Accounts(db, box, auth), jobs=jobs,
+            nodes=NodeService(db, heartbeat_seconds=settings.node_heartbeat_seconds,
+                              lease_grace_seconds=settings.lease_grace_seconds,
+                              poll_wait_seconds=settings.node_poll_wait_seconds),
+            artifacts=ArtifactStore(db, settings.data_dir / "artifacts", box.jwt_secret, settings.artifact_max_bytes,
+                                    settings.artifact_url_seconds),
+            webhooks=webhooks, instance_id=instance_id, version=__version__,
             started_at_epoch=int(time.time()), started_at=utcnow(),
         )
+        webhooks.start()
+        reaper = asyncio.create_task(jobs.run_reaper(min(1.0, settings.lease_grace_seconds / 4)), name="tarx-reaper")
+        local_node = LocalNode(app, settings) if settings.local_node else None
+        if local_node is not None:
+            local_node.start()
         log.info("runtime %s ready: data dir %s, models %s", instance_id, settings.data_dir,
                  ", ".join(s.name for s in engine.registry.all()) or "none")
         try:
             yield
         finally:
+            if local_node is not None:
+                await local_node.stop()
+            reaper.cancel()
+            await asyncio.gather(reaper, return_exceptions=True)
+            await webhooks.stop()
             await engine.stop()
             await db.close()
             log.info("runtime stopped; database closed")

@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     inference_requires_key: bool | None = None
     session_seconds: int = 3600  # lifetime of JWT sessions from /api/auth/verify-otp
 
+    # Compute plane
+    local_node: bool = True  # run one worker node inside the runtime, so jobs run with nothing else started
+    local_node_capacity: int | None = None  # default: the machine's cores
+    node_heartbeat_seconds: float = 30.0
+    lease_grace_seconds: float = 90.0  # a node silent this long loses its jobs (requeued, or failed node_lost)
+    node_poll_wait_seconds: float = 20.0  # long-poll length
+    job_max_attempts: int = 3
+    artifact_max_bytes: int = 256 * 1024 * 1024
+    artifact_url_seconds: int = 900  # presigned URL lifetime
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 1.0  # doubled after each failed attempt unless Retry-After says otherwise
+    webhook_rotation_grace_seconds: float = 86400.0  # old secret keeps signing this long after a rotation
+
     # Rate limits per key (per client IP when anonymous); seed 001 and seed 003 figures.
     rate_limits: bool = True
     rate_platform_per_minute: int = 200

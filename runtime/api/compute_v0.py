@@ -1,21 +1,31 @@
-"""`/v0/*` (seed 004, REST-style): workspaces (the same projects as /api/v1), members and the audit log."""
+"""`/v0/*` (seed 004, REST-style): workspaces (the same projects as /api/v1), members, audit, jobs, agents,
+billing and outbound webhooks. The active workspace comes from X-Project-ID / X-Project-Slug as in /api/v1.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from runtime.api.compute_models import CreateWebhook, Limits, SubmitJob
 from runtime.api.deps import principal, project_by_path, services
-from runtime.auth.access import ADMIN, ProjectContext, require
+from runtime.api.sse import job_log_stream, last_event_id
+from runtime.auth.access import ADMIN, READ, ProjectContext, require, resolve_project
 from runtime.auth.principal import Principal
+from runtime.compute import billing
+from runtime.compute.jobs import job_view
+from runtime.compute.nodes import node_view
+from runtime.errors import InvalidRequest, NotFound
 from runtime.store import audit, identity
 from runtime.store.identity import Project
+from runtime.store.jobs import ACTIVE, TERMINAL
 
 router = APIRouter(prefix="/v0", tags=["compute v0"])
+STATES = ("QUEUED", *ACTIVE, *TERMINAL)
 Caller = Annotated[Principal, Depends(principal)]
 Workspace = Annotated[ProjectContext, Depends(project_by_path)]
 
@@ -101,3 +111,198 @@ async def audit_log(request: Request, ctx: Workspace, since: str | None = None, 
         lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         return PlainTextResponse(lines, media_type="application/x-ndjson")
     return {"items": records, "total": len(records)}
+
+
+# ---- jobs ------------------------------------------------------------------------------------------------------
+
+async def active_workspace(request: Request, caller: Principal) -> ProjectContext:
+    return await resolve_project(services(request).db, caller, request.headers.get("x-project-id"),
+                                 request.headers.get("x-project-slug"))
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition(":") if ":" in item else item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"label filters look like key:value, not '{item}'")
+        out[key] = value
+    return out
+
+
+@router.post("/jobs", status_code=201)
+async def submit_job(body: SubmitJob, request: Request, response: Response, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await resolve_project(svc.db, caller, body.workspace_id or request.headers.get("x-project-id"),
+                                request.headers.get("x-project-slug"))
+    done = await svc.jobs.submit(ctx, body.spec(), request.headers.get("idempotency-key"))
+    if done.warnings:
+        response.headers["X-Compute-Usage-Warning"] = "; ".join(done.warnings)
+    if not done.created:
+        response.status_code = 200
+    return await svc.jobs.detail(ctx, done.job.id)
+
+
+@router.get("/jobs")
+async def list_jobs(request: Request, caller: Caller,
+                    state: Annotated[list[str] | None, Query()] = None,
+                    label: Annotated[list[str] | None, Query()] = None,
+                    since: str | None = None, until: str | None = None,
+                    page: Annotated[int, Query(ge=1)] = 1,
+                    page_size: Annotated[int, Query(ge=1, le=500, alias="pageSize")] = 50) -> dict[str, Any]:
+    states = [s.upper() for s in state or []]
+    bad = [s for s in states if s not in STATES]
+    if bad:
+        raise InvalidRequest(f"unknown state {bad}; use {list(STATES)}")
+    ctx = await active_workspace(request, caller)
+    found, total = await services(request).jobs.list(ctx, states=states or None, labels=_labels(label or []),
+                                                     since=since, until=until, limit=page_size,
+                                                     offset=(page - 1) * page_size)
+    return {"items": [job_view(j) for j in found], "total": total, "page": page, "pageSize": page_size}
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    return await services(request).jobs.detail(await active_workspace(request, caller), job_id)
+
+
+@router.post("/jobs/{job_id}:cancel")
+async def cancel_job(job_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    job = await svc.jobs.cancel(ctx, job_id)
+    return await svc.jobs.detail(ctx, job.id)
+
+
+@router.get("/jobs/{job_id}/logs", response_model=None)
+async def job_logs(job_id: str, request: Request, caller: Caller, follow: bool = False,
+                   after: Annotated[int, Query(ge=0)] = 0) -> Any:
+    svc = services(request)
+    await svc.jobs.get(await active_workspace(request, caller), job_id)
+    start = last_event_id(request, after)
+    if follow:
+        return job_log_stream(svc.jobs, job_id, start, follow=True)
+    lines = [item async for item in svc.jobs.follow_logs(job_id, start, follow=False) if item["kind"] == "line"]
+    return {"items": [{k: v for k, v in line.items() if k != "kind"} for line in lines]}
+
+
+# ---- agents (worker nodes) -------------------------------------------------------------------------------------
+
+@router.get("/agents")
+async def list_agents(request: Request, caller: Caller) -> dict[str, Any]:
+    items = await services(request).nodes.list(await active_workspace(request, caller))
+    return {"items": items, "total": len(items)}
+
+
+@router.get("/agents/{agent_id}")
+async def get_agent(agent_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    return await node_view(svc.db, await svc.nodes.get(await active_workspace(request, caller), agent_id))
+
+
+@router.post("/agents/{agent_id}:drain")
+async def drain_agent(agent_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    node = await svc.nodes.drain(caller, await svc.nodes.get(ctx, agent_id), ctx)
+    return await node_view(svc.db, node)
+
+
+@router.delete("/agents/{agent_id}", status_code=204)
+async def delete_agent(agent_id: str, request: Request, caller: Caller) -> Response:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    await svc.nodes.delete(ctx, await svc.nodes.get(ctx, agent_id))
+    return Response(status_code=204)
+
+
+# ---- billing ---------------------------------------------------------------------------------------------------
+
+@router.get("/billing/usage")
+async def billing_usage(request: Request, caller: Caller, window_start: Annotated[
+        str | None, Query(alias="windowStart")] = None, window_end: Annotated[
+        str | None, Query(alias="windowEnd")] = None) -> dict[str, Any]:
+    ctx = await active_workspace(request, caller)
+    await require(services(request).db, ctx, READ, "billing.read")
+    return await billing.usage(services(request).db, ctx.project.id, window_start, window_end)
+
+
+@router.get("/billing/invoices")
+async def invoices(request: Request, caller: Caller) -> dict[str, Any]:
+    await active_workspace(request, caller)
+    return {"items": [], "total": 0, "note": "A local runtime (Hobby plan) has no invoices."}
+
+
+@router.get("/billing/limits")
+async def get_limits(request: Request, caller: Caller) -> dict[str, Any]:
+    ctx = await active_workspace(request, caller)
+    await require(services(request).db, ctx, READ, "billing.read")
+    return await billing.get_limits(services(request).db, ctx.project.id)
+
+
+@router.patch("/billing/limits")
+async def patch_limits(body: Limits, request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    await require(svc.db, ctx, ADMIN, "billing.limits")
+    changes = body.model_dump(by_alias=True, exclude_unset=True)
+    await billing.set_limits(svc.db, ctx.project.id, changes)
+    async with svc.db.transaction() as tx:
+        await audit.write(tx, caller.actor, "billing.limits", target=ctx.project.id, project_id=ctx.project.id,
+                          detail=changes)
+    return await billing.get_limits(svc.db, ctx.project.id)
+
+
+# ---- outbound webhooks -----------------------------------------------------------------------------------------
+
+@router.post("/webhooks", status_code=201)
+async def create_webhook(body: CreateWebhook, request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    await require(svc.db, ctx, ADMIN, "webhook.create")
+    async with svc.db.transaction() as tx:
+        hook = await svc.webhooks.create(tx, ctx.project.id, body.url, list(body.events))
+        await audit.write(tx, caller.actor, "webhook.create", target=hook["id"], project_id=ctx.project.id,
+                          detail={"url": body.url, "events": list(body.events)})
+    return hook
+
+
+@router.get("/webhooks")
+async def list_webhooks(request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    await require(svc.db, ctx, READ, "webhook.list")
+    items = await svc.webhooks.list(ctx.project.id)
+    return {"items": items, "total": len(items)}
+
+
+@router.get("/webhooks/{hook_id}/deliveries")
+async def webhook_deliveries(hook_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    await require(svc.db, ctx, ADMIN, "webhook.read")
+    if hook_id not in {h["id"] for h in await svc.webhooks.list(ctx.project.id)}:
+        raise NotFound(f"Webhook '{hook_id}' was not found.")
+    return {"items": await svc.webhooks.deliveries(hook_id)}
+
+
+@router.delete("/webhooks/{hook_id}", status_code=204)
+async def delete_webhook(hook_id: str, request: Request, caller: Caller) -> Response:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    await require(svc.db, ctx, ADMIN, "webhook.delete")
+    async with svc.db.transaction() as tx:
+        await svc.webhooks.delete(tx, ctx.project.id, hook_id)
+        await audit.write(tx, caller.actor, "webhook.delete", target=hook_id, project_id=ctx.project.id)
+    return Response(status_code=204)
+
+
+@router.post("/webhooks/{hook_id}:rotate-secret")
+async def rotate_webhook_secret(hook_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    svc = services(request)
+    ctx = await active_workspace(request, caller)
+    await require(svc.db, ctx, ADMIN, "webhook.rotate_secret")
+    async with svc.db.transaction() as tx:
+        rotated = await svc.webhooks.rotate(tx, ctx.project.id, hook_id)
+        await audit.write(tx, caller.actor, "webhook.rotate_secret", target=hook_id, project_id=ctx.project.id)
+    return rotated

@@ -10,6 +10,10 @@ from runtime.auth import keys
 from runtime.auth.access import ProjectContext, resolve_project
 from runtime.auth.accounts import Accounts
 from runtime.auth.principal import Authenticator, AuthError, Principal, required
+from runtime.compute.artifacts import ArtifactStore
+from runtime.compute.jobs import JobService
+from runtime.compute.nodes import NodeService
+from runtime.compute.webhooks import WebhookService
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine
@@ -26,6 +30,10 @@ class Services:
     chat: ChatService
     auth: Authenticator
     accounts: Accounts
+    jobs: JobService
+    nodes: NodeService
+    artifacts: ArtifactStore
+    webhooks: WebhookService
     instance_id: str
     version: str
     started_at_epoch: int

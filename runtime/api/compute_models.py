@@ -1,0 +1,127 @@
+"""Request bodies shared by `/api/compute/*` and `/v0/*` (camelCase, strict types)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from runtime.compute.jobs import JobSpec
+
+Label = Annotated[StrictStr, Field(max_length=200)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SubmitJob(Body):
+    type: Literal["COMMAND"] = "COMMAND"
+    command: Annotated[StrictStr, Field(min_length=1, max_length=20_000)]
+    timeout_seconds: Annotated[StrictInt, Field(ge=1, le=7 * 86400)] = Field(3600, alias="timeoutSeconds")
+    labels: dict[Label, Label] = Field(default_factory=dict, max_length=50)
+    env: dict[Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
+              Annotated[StrictStr, Field(max_length=32_768)]] = Field(default_factory=dict, max_length=200)
+    priority: Annotated[StrictInt, Field(ge=-100, le=100)] = 0
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=20)] | None = Field(None, alias="maxAttempts")
+    workspace_id: StrictStr | None = Field(None, alias="workspaceId")
+
+    def spec(self) -> JobSpec:
+        return JobSpec(self.type, self.command, self.timeout_seconds, dict(self.labels), dict(self.env),
+                       self.priority, self.max_attempts)
+
+
+class JobRef(Body):
+    job_id: StrictStr = Field(alias="jobId")
+    workspace_id: StrictStr | None = Field(None, alias="workspaceId")
+
+
+class ListJobs(Body):
+    state: list[Literal["QUEUED", "ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]] | None = None
+    labels: dict[Label, Label] | None = None
+    since: StrictStr | None = None
+    until: StrictStr | None = None
+    page: Annotated[StrictInt, Field(ge=1)] = 1
+    page_size: Annotated[StrictInt, Field(ge=1, le=500)] = Field(50, alias="pageSize")
+    workspace_id: StrictStr | None = Field(None, alias="workspaceId")
+
+
+class RegisterNode(Body):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
+    labels: dict[Label, Label] = Field(default_factory=dict, max_length=50)
+    capacity: Annotated[StrictInt, Field(ge=1, le=256)] = 1
+    version: StrictStr | None = None
+    workspace_id: StrictStr | None = Field(None, alias="workspaceId")
+
+
+class RunningJob(Body):
+    job_id: StrictStr = Field(alias="jobId")
+    attempt: Annotated[StrictInt, Field(ge=1)]
+
+
+class Heartbeat(Body):
+    running: list[RunningJob] = Field(default_factory=list, max_length=256)
+    labels: dict[Label, Label] | None = None
+
+
+class Poll(Body):
+    max: Annotated[StrictInt, Field(ge=1, le=256)] = 1
+    wait_seconds: Annotated[float, Field(ge=0, le=60, strict=True)] = Field(0.0, alias="waitSeconds")
+
+
+class LogLine(Body):
+    seq: Annotated[StrictInt, Field(ge=1)]
+    stream: Literal["stdout", "stderr"] = "stdout"
+    text: Annotated[StrictStr, Field(max_length=65_536)]
+    time: StrictStr | None = None
+
+
+class PushLogs(Body):
+    job_id: StrictStr = Field(alias="jobId")
+    attempt: Annotated[StrictInt, Field(ge=1)]
+    lines: Annotated[list[LogLine], Field(max_length=5000)]
+
+
+class Result(Body):
+    job_id: StrictStr = Field(alias="jobId")
+    attempt: Annotated[StrictInt, Field(ge=1)]
+    state: Literal["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]
+    exit_code: StrictInt | None = Field(None, alias="exitCode")
+    runtime_ms: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="runtimeMs")
+    cpu_seconds: Annotated[float, Field(ge=0)] = Field(0.0, alias="cpuSeconds")
+    gpu_seconds: Annotated[float, Field(ge=0)] = Field(0.0, alias="gpuSeconds")
+    gb_seconds: Annotated[float, Field(ge=0)] = Field(0.0, alias="gbSeconds")
+    reason: Annotated[StrictStr, Field(max_length=500)] | None = None
+
+    def outcome(self) -> dict[str, object]:
+        return {"state": self.state, "exitCode": self.exit_code, "runtimeMs": self.runtime_ms,
+                "cpuSeconds": self.cpu_seconds, "gpuSeconds": self.gpu_seconds, "gbSeconds": self.gb_seconds,
+                "reason": self.reason}
+
+
+class NodeRef(Body):
+    node_id: StrictStr | None = Field(None, alias="nodeId")
+    workspace_id: StrictStr | None = Field(None, alias="workspaceId")
+
+
+class PresignUpload(Body):
+    job_id: StrictStr = Field(alias="jobId")
+    name: Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+
+class PresignDownload(Body):
+    job_id: StrictStr = Field(alias="jobId")
+    artifact_id: StrictStr = Field(alias="artifactId")
+
+
+class CreateWebhook(Body):
+    url: Annotated[StrictStr, Field(pattern=r"^https?://", max_length=2000)]
+    events: Annotated[list[Literal["job.created", "job.transitioned", "job.terminal", "billing.soft_cap_reached"]],
+                      Field(min_length=1)]
+
+
+class Limits(Body):
+    soft_cpu_seconds: Annotated[float, Field(ge=0)] | None = Field(None, alias="softCpuSeconds")
+    hard_cpu_seconds: Annotated[float, Field(ge=0)] | None = Field(None, alias="hardCpuSeconds")
+    soft_gpu_seconds: Annotated[float, Field(ge=0)] | None = Field(None, alias="softGpuSeconds")
+    hard_gpu_seconds: Annotated[float, Field(ge=0)] | None = Field(None, alias="hardGpuSeconds")

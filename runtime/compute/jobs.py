@@ -1,0 +1,364 @@
+"""The leased job queue: submission with quotas and caps, cancel and retry, node-side assignment, results, logs,
+and the reaper that takes leases back from silent nodes.
+
+Every state change is a guarded update recorded as a transition, with its webhook events, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiosqlite
+
+from runtime.auth.access import READ, WRITE, PermissionDenied, ProjectContext, require
+from runtime.compute import billing
+from runtime.compute.artifacts import list_for_job
+from runtime.compute.signals import Signals
+from runtime.compute.webhooks import WebhookService
+from runtime.errors import InvalidRequest, NotFound, TarxError
+from runtime.store import Database, audit
+from runtime.store import jobs as job_store
+from runtime.store import nodes as node_store
+from runtime.store.db import utcnow
+from runtime.store.jobs import ACTIVE, TERMINAL, Job
+from runtime.store.nodes import Node
+
+log = logging.getLogger("tarx.compute")
+
+JOB_TYPES = ("COMMAND",)
+
+
+class Conflict(TarxError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
+class QuotaExceeded(TarxError):
+    status, type, code = 429, "rate_limit_error", "quota_exceeded"
+
+
+def iso_in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """One shape for both API families (seed 004's fields, camelCase)."""
+    return {
+        "id": job.id, "type": job.type, "command": job.command, "state": job.state, "attempt": job.attempt,
+        "maxAttempts": job.max_attempts, "labels": job.labels, "env": job.env, "priority": job.priority,
+        "timeoutSeconds": job.timeout_seconds, "exitCode": job.exit_code, "runtimeMs": job.runtime_ms,
+        "agentId": job.node_id, "reason": job.reason, "cancelRequested": job.cancel_requested,
+        "workspaceId": job.project_id, "createdAt": job.created_at, "updatedAt": job.updated_at,
+        "startedAt": job.started_at, "finishedAt": job.finished_at,
+        "usage": {"cpuSeconds": job.cpu_seconds, "gpuSeconds": job.gpu_seconds, "gbSeconds": job.gb_seconds},
+    }
+
+
+def node_job_view(job: Job) -> dict[str, Any]:
+    """What a node needs to run a job."""
+    return {"id": job.id, "attempt": job.attempt, "type": job.type, "command": job.command, "env": job.env,
+            "labels": job.labels, "timeoutSeconds": job.timeout_seconds}
+
+
+@dataclass
+class JobSpec:
+    type: str
+    command: str
+    timeout_seconds: int
+    labels: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
+    max_attempts: int | None = None
+
+
+@dataclass
+class Submitted:
+    job: Job
+    created: bool
+    warnings: list[str]
+
+
+class JobService:
+    def __init__(self, db: Database, signals: Signals, webhooks: WebhookService, *, lease_grace_seconds: float,
+                 max_attempts: int) -> None:
+        self.db = db
+        self.signals = signals
+        self.webhooks = webhooks
+        self.lease_grace = lease_grace_seconds
+        self.max_attempts = max_attempts
+
+    # ---- transitions ------------------------------------------------------------------------------------------
+
+    async def _transition(self, tx: aiosqlite.Connection, job: Job, state: str, *, expect: tuple[str, ...],
+                          reason: str | None = None, fields: dict[str, Any] | None = None,
+                          expect_node: str | None = None) -> Job | None:
+        if not await job_store.set_state(tx, job, state, expect_states=expect, reason=reason, fields=fields,
+                                         expect_node=expect_node):
+            return None
+        after = await job_store.get(tx, job.id)
+        assert after is not None
+        data = {**job_view(after), "previousState": job.state}
+        await self.webhooks.enqueue(tx, job.project_id, "job.transitioned", data)
+        if after.terminal:
+            await self.webhooks.enqueue(tx, job.project_id, "job.terminal", data)
+        return after
+
+    def _changed(self, project_id: str) -> None:
+        self.signals.notify(f"queue:{project_id}")
+        self.webhooks.wake()
+
+    # ---- user side --------------------------------------------------------------------------------------------
+
+    async def submit(self, ctx: ProjectContext, spec: JobSpec, idempotency_key: str | None) -> Submitted:
+        await require(self.db, ctx, WRITE, "job.submit")
+        if spec.type not in JOB_TYPES:
+            raise InvalidRequest(f"type must be one of {list(JOB_TYPES)}", code="invalid_job_type")
+        key = ctx.principal.key
+        if idempotency_key:
+            existing = await job_store.by_idempotency_key(self.db, ctx.project.id, idempotency_key)
+            if existing is not None:
+                return Submitted(existing, False, [])
+        if key is not None and key.kind == "compute" and key.quotas:
+            await self._check_quotas(key.id, key.quotas, spec.type)
+        warnings = await billing.check_caps(self.db, ctx.project.id)
+        async with self.db.transaction() as tx:
+            if idempotency_key and await job_store.by_idempotency_key(tx, ctx.project.id, idempotency_key):
+                raise Conflict("A job with this Idempotency-Key is being created; retry to read it.")
+            job = await job_store.insert(
+                tx, project_id=ctx.project.id, type=spec.type, command=spec.command, env=spec.env,
+                labels=spec.labels, priority=spec.priority, timeout_seconds=spec.timeout_seconds,
+                max_attempts=spec.max_attempts or self.max_attempts, created_by=ctx.principal.user.id,
+                key_id=ctx.principal.key_id, idempotency_key=idempotency_key)
+            await self.webhooks.enqueue(tx, job.project_id, "job.created", job_view(job))
+            await audit.write(tx, ctx.principal.actor, "job.submit", target=job.id, project_id=job.project_id,
+                              detail={"type": spec.type, "labels": spec.labels})
+            for w in warnings:
+                await audit.write(tx, ctx.principal.actor, "billing.soft_cap_reached", target=job.id,
+                                  project_id=job.project_id, detail={"warning": w})
+                await self.webhooks.enqueue(tx, job.project_id, "billing.soft_cap_reached",
+                                            {"workspaceId": job.project_id, "warning": w})
+        self._changed(job.project_id)
+        return Submitted(job, True, warnings)
+
+    async def _check_quotas(self, key_id: str, quotas: dict[str, Any], job_type: str) -> None:
+        allowed = quotas.get("allowedJobTypes")
+        if allowed and job_type not in allowed:
+            raise PermissionDenied(f"This key may submit only {allowed} jobs.")
+        per_hour = quotas.get("maxJobsPerHour")
+        if per_hour is not None and await job_store.count_by_key(self.db, key_id, since=iso_in(-3600)) >= per_hour:
+            raise QuotaExceeded(f"This key's quota of {per_hour} jobs per hour is used up.",
+                                headers={"Retry-After": "60"})
+        concurrent = quotas.get("maxConcurrentJobs")
+        if concurrent is not None and await job_store.count_by_key(self.db, key_id, active_only=True) >= concurrent:
+            raise QuotaExceeded(f"This key already has {concurrent} unfinished jobs, its limit.",
+                                headers={"Retry-After": "5"})
+
+    async def get(self, ctx: ProjectContext, job_id: str) -> Job:
+        await require(self.db, ctx, READ, "job.read")
+        job = await job_store.get(self.db, job_id)
+        if job is None or job.project_id != ctx.project.id:  # another workspace's job is "not found"
+            raise NotFound(f"Job '{job_id}' was not found.")
+        return job
+
+    async def get_any(self, job_id: str) -> Job | None:
+        """A job by id with no access check: for callers already authorised another way (its node)."""
+        return await job_store.get(self.db, job_id)
+
+    async def detail(self, ctx: ProjectContext, job_id: str) -> dict[str, Any]:
+        job = await self.get(ctx, job_id)
+        return {**job_view(job), "transitions": await job_store.transitions(self.db, job.id),
+                "artifacts": await list_for_job(self.db, job.id)}
+
+    async def list(self, ctx: ProjectContext, **filters: Any) -> tuple[list[Job], int]:
+        await require(self.db, ctx, READ, "job.list")
+        return await job_store.list_jobs(self.db, ctx.project.id, **filters)
+
+    async def cancel(self, ctx: ProjectContext, job_id: str) -> Job:
+        job = await self.get(ctx, job_id)
+        await require(self.db, ctx, WRITE, "job.cancel")
+        if job.terminal or job.cancel_requested:
+            return job  # idempotent
+        async with self.db.transaction() as tx:
+            if job.state == "QUEUED":
+                done = await self._transition(tx, job, "CANCELLED", expect=("QUEUED",), reason="cancelled",
+                                              fields={"finished_at": utcnow()})
+            else:
+                await tx.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+                                 (utcnow(), job.id))
+                done = await job_store.get(tx, job.id)
+            await audit.write(tx, ctx.principal.actor, "job.cancel", target=job.id, project_id=job.project_id)
+        self._changed(job.project_id)
+        if done is None:  # it left QUEUED meanwhile: ask its node instead
+            return await self.cancel(ctx, job_id)
+        return done
+
+    async def retry(self, ctx: ProjectContext, job_id: str) -> Job:
+        job = await self.get(ctx, job_id)
+        await require(self.db, ctx, WRITE, "job.retry")
+        if job.state not in ("FAILED", "TIMED_OUT", "CANCELLED"):
+            raise Conflict(f"Only failed, timed-out or cancelled jobs can be retried; this one is {job.state}.")
+        async with self.db.transaction() as tx:
+            after = await self._transition(
+                tx, job, "QUEUED", expect=("FAILED", "TIMED_OUT", "CANCELLED"), reason="retry",
+                fields={"attempt": job.attempt + 1, "max_attempts": max(job.max_attempts, job.attempt + 1),
+                        "node_id": None, "lease_expires_at": None, "cancel_requested": 0, "exit_code": None,
+                        "runtime_ms": None, "started_at": None, "finished_at": None})
+            if after is None:
+                raise Conflict("The job changed meanwhile; read it and retry.")
+            await audit.write(tx, ctx.principal.actor, "job.retry", target=job.id, project_id=job.project_id,
+                              detail={"attempt": after.attempt})
+        self._changed(job.project_id)
+        return after
+
+    async def follow_logs(self, job_id: str, after_seq: int, follow: bool) -> AsyncIterator[dict[str, Any]]:
+        """Log lines after `after_seq`; when following, wait for more until the job ends, then an end record."""
+        while True:
+            lines = await job_store.log_lines(self.db, job_id, after_seq)
+            for line in lines:
+                after_seq = line["seq"]
+                yield {"kind": "line", **line}
+            if lines:
+                continue
+            job = await job_store.get(self.db, job_id)
+            if not follow or job is None or job.terminal:
+                # Lines pushed just before the terminal result are already stored: nodes flush logs first.
+                yield {"kind": "end", "state": job.state if job else None, "exitCode": job.exit_code if job else None}
+                return
+            await self.signals.wait(f"logs:{job_id}", 1.0)
+
+    # ---- node side --------------------------------------------------------------------------------------------
+
+    async def poll(self, node: Node, max_jobs: int, wait_seconds: float) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + max(wait_seconds, 0)
+        while True:
+            assigned = await self._assign(node, max_jobs)
+            cancel = await self._cancels(node.id)
+            current = await node_store.get(self.db, node.id)
+            draining = current is not None and current.state == "draining"
+            remaining = deadline - asyncio.get_running_loop().time()
+            if assigned or cancel or draining or remaining <= 0:
+                return {"jobs": [node_job_view(j) for j in assigned], "cancel": cancel, "drain": draining}
+            await self.signals.wait(f"queue:{node.project_id}", min(remaining, 5.0))
+
+    async def _assign(self, node: Node, max_jobs: int) -> list[Job]:
+        async with self.db.transaction() as tx:
+            current = await node_store.get(tx, node.id)
+            if current is None or current.state != "online":
+                return []
+            free = min(current.capacity - len(await job_store.active_on_node(tx, node.id)), max_jobs)
+            if free <= 0:
+                return []
+            assigned = []
+            for job in await job_store.queued_for(tx, node.project_id, 100):
+                if len(assigned) >= free:
+                    break
+                if any(current.labels.get(k) != v for k, v in job.labels.items()):
+                    continue
+                after = await self._transition(tx, job, "ASSIGNED", expect=("QUEUED",), fields={
+                    "node_id": node.id, "lease_expires_at": iso_in(self.lease_grace)})
+                if after is not None:
+                    assigned.append(after)
+        if assigned:
+            self.webhooks.wake()
+        return assigned
+
+    async def _cancels(self, node_id: str) -> list[str]:
+        return [j.id for j in await job_store.active_on_node(self.db, node_id) if j.cancel_requested]
+
+    async def _lease(self, node: Node, job_id: str, attempt: int) -> Job:
+        job = await job_store.get(self.db, job_id)
+        if job is None or job.project_id != node.project_id:
+            raise NotFound(f"Job '{job_id}' was not found.")
+        if job.node_id != node.id or job.attempt != attempt:
+            raise Conflict(f"Node {node.id} no longer holds the lease on job {job_id} attempt {attempt} "
+                           "(it was requeued or given to another node).", code="lease_lost")
+        return job
+
+    async def heartbeat(self, node: Node, running: list[dict[str, Any]], labels: dict[str, str] | None
+                        ) -> dict[str, Any]:
+        async with self.db.transaction() as tx:
+            await node_store.heartbeat(tx, node.id, labels)
+            await job_store.renew_leases(tx, node.id, iso_in(self.lease_grace))
+            for item in running:
+                job = await job_store.get(tx, item.get("jobId", ""))
+                if job is not None and job.node_id == node.id and job.state == "ASSIGNED" \
+                        and job.attempt == item.get("attempt", job.attempt):
+                    await self._transition(tx, job, "RUNNING", expect=("ASSIGNED",), fields={"started_at": utcnow()},
+                                           expect_node=node.id)
+        current = await node_store.get(self.db, node.id)
+        self.webhooks.wake()
+        return {"cancel": await self._cancels(node.id), "drain": current is not None and current.state == "draining"}
+
+    async def push_logs(self, node: Node, job_id: str, attempt: int, lines: list[dict[str, Any]]) -> int:
+        job = await self._lease(node, job_id, attempt)
+        async with self.db.transaction() as tx:
+            added = await job_store.add_log_lines(tx, job.id, attempt, lines)
+            if job.state == "ASSIGNED":
+                await self._transition(tx, job, "RUNNING", expect=("ASSIGNED",), fields={"started_at": utcnow()},
+                                       expect_node=node.id)
+        self.signals.notify(f"logs:{job_id}")
+        self.webhooks.wake()
+        return added
+
+    async def result(self, node: Node, job_id: str, attempt: int, outcome: dict[str, Any]) -> Job:
+        job = await self._lease(node, job_id, attempt)
+        state = outcome["state"]
+        if job.terminal:
+            if job.state == state and job.exit_code == outcome.get("exitCode"):
+                return job  # the same result sent again (a retried request): already recorded
+            raise Conflict(f"Job {job_id} attempt {attempt} already ended {job.state}; one result per attempt.")
+        async with self.db.transaction() as tx:
+            after = await self._transition(
+                tx, job, state, expect=ACTIVE, expect_node=node.id, reason=outcome.get("reason"),
+                fields={"exit_code": outcome.get("exitCode"), "runtime_ms": outcome.get("runtimeMs"),
+                        "cpu_seconds": outcome.get("cpuSeconds", 0.0), "gpu_seconds": outcome.get("gpuSeconds", 0.0),
+                        "gb_seconds": outcome.get("gbSeconds", 0.0), "finished_at": utcnow(),
+                        "started_at": job.started_at or utcnow(), "lease_expires_at": None})
+        if after is None:
+            raise Conflict(f"Node {node.id} lost the lease on job {job_id} before its result arrived.",
+                           code="lease_lost")
+        self.signals.notify(f"logs:{job_id}")
+        self._changed(job.project_id)
+        return after
+
+    # ---- leases -------------------------------------------------------------------------------------------------
+
+    async def reap(self) -> int:
+        """Take back leases of silent nodes: requeue with attempt + 1, or fail with `node_lost` past the maximum."""
+        moved = 0
+        for job in await job_store.expired_leases(self.db, utcnow()):
+            async with self.db.transaction() as tx:
+                if job.cancel_requested:
+                    after = await self._transition(tx, job, "CANCELLED", expect=ACTIVE, reason="cancelled",
+                                                   fields={"finished_at": utcnow(), "lease_expires_at": None})
+                elif job.attempt < job.max_attempts:
+                    after = await self._transition(tx, job, "QUEUED", expect=ACTIVE, reason="node_lost", fields={
+                        "attempt": job.attempt + 1, "node_id": None, "lease_expires_at": None, "started_at": None})
+                else:
+                    after = await self._transition(tx, job, "FAILED", expect=ACTIVE, reason="node_lost",
+                                                   fields={"finished_at": utcnow(), "lease_expires_at": None})
+            if after is not None:
+                moved += 1
+                log.warning("job %s lost its node %s: now %s (attempt %d)", job.id, job.node_id, after.state,
+                            after.attempt)
+                self._changed(job.project_id)
+        cutoff = iso_in(-self.lease_grace)
+        for node in await node_store.silent_since(self.db, cutoff):
+            async with self.db.transaction() as tx:
+                await node_store.set_state(tx, node.id, "offline")
+        return moved
+
+    async def run_reaper(self, interval: float) -> None:
+        while True:
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("lease reaper failed; retrying")
+            await asyncio.sleep(interval)
+
+
+__all__ = ["TERMINAL", "JobService", "JobSpec", "job_view"]

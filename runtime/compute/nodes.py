@@ -1,0 +1,102 @@
+"""The node (agent) plane: registration with a node key, drain, deregistration, key rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.auth import keys
+from runtime.auth.access import ADMIN, READ, WRITE, ProjectContext, require
+from runtime.auth.keys import KeyKind
+from runtime.auth.principal import AuthError, Principal
+from runtime.compute.jobs import iso_in
+from runtime.errors import NotFound
+from runtime.store import Database, api_keys, audit
+from runtime.store import jobs as job_store
+from runtime.store import nodes as node_store
+from runtime.store.nodes import Node
+
+
+async def node_view(db: Database, node: Node) -> dict[str, Any]:
+    active = await job_store.active_on_node(db, node.id)
+    return {"id": node.id, "name": node.name, "labels": node.labels, "capacity": node.capacity,
+            "state": node.state, "drained": node.state == "draining" and not active, "version": node.version,
+            "lastHeartbeatAt": node.last_heartbeat_at, "registeredAt": node.registered_at,
+            "currentJobs": [j.id for j in active], "workspaceId": node.project_id}
+
+
+class NodeService:
+    def __init__(self, db: Database, *, heartbeat_seconds: float, lease_grace_seconds: float,
+                 poll_wait_seconds: float) -> None:
+        self.db = db
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lease_grace = lease_grace_seconds
+        self.poll_wait = poll_wait_seconds
+
+    async def register(self, ctx: ProjectContext, name: str, labels: dict[str, str], capacity: int,
+                       version: str | None) -> dict[str, Any]:
+        await require(self.db, ctx, WRITE, "node.register")
+        plaintext = keys.generate(KeyKind.node)
+        async with self.db.transaction() as tx:
+            node = await node_store.insert(tx, ctx.project.id, name, labels, capacity, version)
+            await api_keys.insert(tx, kind=KeyKind.node.value, user_id=ctx.principal.user.id, name=f"node {name}",
+                                  key_hash=keys.hash_key(plaintext), display_prefix=keys.display_prefix(plaintext),
+                                  project_id=ctx.project.id, subject_id=node.id)
+            await audit.write(tx, ctx.principal.actor, "node.register", target=node.id, project_id=ctx.project.id,
+                              detail={"name": name, "labels": labels, "capacity": capacity})
+        return {**await node_view(self.db, node), "nodeKey": plaintext, "heartbeatSeconds": self.heartbeat_seconds,
+                "leaseGraceSeconds": self.lease_grace, "pollWaitSeconds": self.poll_wait}
+
+    async def authenticate(self, principal: Principal) -> Node:
+        """The node behind a node key; other credentials cannot act as a node."""
+        if principal.via != "node" or principal.key is None or principal.key.subject_id is None:
+            raise AuthError("This endpoint needs a node key (tnn_…), sent as X-API-Key.", "node_key_required")
+        node = await node_store.get(self.db, principal.key.subject_id)
+        if node is None or node.state == "deleted":
+            raise AuthError("This node was deregistered.", "node_deregistered")
+        return node
+
+    async def get(self, ctx: ProjectContext, node_id: str) -> Node:
+        await require(self.db, ctx, READ, "node.read")
+        node = await node_store.get(self.db, node_id)
+        if node is None or node.project_id != ctx.project.id or node.state == "deleted":
+            raise NotFound(f"Node '{node_id}' was not found.")
+        return node
+
+    async def list(self, ctx: ProjectContext) -> list[dict[str, Any]]:
+        await require(self.db, ctx, READ, "node.list")
+        return [await node_view(self.db, n) for n in await node_store.list_nodes(self.db, ctx.project.id)]
+
+    async def drain(self, actor: Principal, node: Node, ctx: ProjectContext | None) -> Node:
+        if ctx is not None:
+            await require(self.db, ctx, WRITE, "node.drain")
+        async with self.db.transaction() as tx:
+            await node_store.set_state(tx, node.id, "draining")
+            await audit.write(tx, actor.actor, "node.drain", target=node.id, project_id=node.project_id)
+        drained = await node_store.get(self.db, node.id)
+        assert drained is not None
+        return drained
+
+    async def delete(self, ctx: ProjectContext, node: Node) -> None:
+        await require(self.db, ctx, ADMIN, "node.delete")
+        async with self.db.transaction() as tx:
+            await node_store.set_state(tx, node.id, "deleted")
+            await tx.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE subject_id = ? "
+                             "AND kind = 'node'", (iso_in(0), node.id))
+            # Its jobs go back to the queue through the lease reaper, at once.
+            await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN "
+                             "('ASSIGNED', 'RUNNING')", (iso_in(-1), node.id))
+            await audit.write(tx, ctx.principal.actor, "node.delete", target=node.id, project_id=node.project_id)
+
+    async def rotate_key(self, actor: Principal, node: Node) -> dict[str, Any]:
+        """A new node key; the one used for the call (or every old one, for an admin) stops working."""
+        plaintext = keys.generate(KeyKind.node)
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE subject_id = ? "
+                             "AND kind = 'node'", (iso_in(0), node.id))
+            key = await api_keys.insert(tx, kind=KeyKind.node.value, user_id=actor.user.id, name=f"node {node.name}",
+                                        key_hash=keys.hash_key(plaintext),
+                                        display_prefix=keys.display_prefix(plaintext), project_id=node.project_id,
+                                        subject_id=node.id)
+            await audit.write(tx, actor.actor, "node.rotate_key", target=node.id, project_id=node.project_id,
+                              detail={"key_id": key.id})
+        return {"nodeId": node.id, "nodeKey": plaintext, "keyId": key.id}

@@ -1,0 +1,39 @@
+"""The node the runtime runs inside itself, so jobs run with nothing else started (setting `local_node`).
+
+It is an ordinary NodeAgent talking to the runtime's own app in-process: it registers once with the owner's key
+and keeps its node identity in `<data dir>/local-node.json` (0600) across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import httpx
+from starlette.types import ASGIApp
+
+from runtime.auth.bootstrap import owner_key_path
+from runtime.config import Settings
+from runtime.node.agent import NodeAgent
+
+
+class LocalNode:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 0)),
+                                      base_url="http://local-node")
+        self.agent = NodeAgent(
+            self.http, owner_key_path(settings.data_dir).read_text().strip(), name="local",
+            labels={"node": "local"}, capacity=settings.local_node_capacity or os.cpu_count() or 1,
+            workdir=settings.data_dir / "jobs", state_file=settings.data_dir / "local-node.json",
+            heartbeat_seconds=settings.node_heartbeat_seconds)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.agent.run(self._stop), name="tarx-local-node")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.http.aclose()

@@ -1,0 +1,224 @@
+"""Jobs, their transitions and log lines. State changes are guarded updates, so racing writers cannot both win."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from runtime.store.db import Database, utcnow
+from runtime.store.ids import new_id
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+ACTIVE = ("ASSIGNED", "RUNNING")
+
+
+@dataclass
+class Job:
+    id: str
+    project_id: str
+    type: str
+    command: str
+    env: dict[str, str]
+    labels: dict[str, str]
+    priority: int
+    timeout_seconds: int
+    state: str
+    attempt: int
+    max_attempts: int
+    node_id: str | None
+    lease_expires_at: str | None
+    cancel_requested: bool
+    exit_code: int | None
+    runtime_ms: int | None
+    reason: str | None
+    cpu_seconds: float
+    gpu_seconds: float
+    gb_seconds: float
+    created_by: str | None
+    key_id: str | None
+    idempotency_key: str | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+def _job(row: Any) -> Job:
+    data = dict(row)
+    data["env"] = json.loads(data["env"])
+    data["labels"] = json.loads(data["labels"])
+    data["cancel_requested"] = bool(data["cancel_requested"])
+    return Job(**data)
+
+
+async def insert(tx: aiosqlite.Connection, *, project_id: str, type: str, command: str, env: dict[str, str],
+                 labels: dict[str, str], priority: int, timeout_seconds: int, max_attempts: int,
+                 created_by: str | None, key_id: str | None, idempotency_key: str | None) -> Job:
+    now = utcnow()
+    job_id = new_id("job")
+    await tx.execute(
+        "INSERT INTO jobs (id, project_id, type, command, env, labels, priority, timeout_seconds, state, "
+        "max_attempts, created_by, key_id, idempotency_key, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?)",
+        (job_id, project_id, type, command, json.dumps(env), json.dumps(labels), priority, timeout_seconds,
+         max_attempts, created_by, key_id, idempotency_key, now, now))
+    await record_transition(tx, job_id, 1, "QUEUED", None, None, now)
+    job = await get(tx, job_id)
+    assert job is not None
+    return job
+
+
+async def record_transition(tx: aiosqlite.Connection, job_id: str, attempt: int, state: str, reason: str | None,
+                            node_id: str | None, time: str | None = None) -> None:
+    await tx.execute("INSERT INTO job_transitions (job_id, attempt, state, reason, node_id, time) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (job_id, attempt, state, reason, node_id, time or utcnow()))
+
+
+def _conn(db: Database | aiosqlite.Connection) -> aiosqlite.Connection:
+    return db.conn if isinstance(db, Database) else db
+
+
+async def get(db: Database | aiosqlite.Connection, job_id: str) -> Job | None:
+    async with _conn(db).execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+        row = await cur.fetchone()
+    return _job(row) if row else None
+
+
+async def by_idempotency_key(db: Database | aiosqlite.Connection, project_id: str, key: str) -> Job | None:
+    async with _conn(db).execute("SELECT * FROM jobs WHERE project_id = ? AND idempotency_key = ?",
+                                 (project_id, key)) as cur:
+        row = await cur.fetchone()
+    return _job(row) if row else None
+
+
+async def list_jobs(db: Database, project_id: str, *, states: list[str] | None = None,
+                    labels: dict[str, str] | None = None, since: str | None = None, until: str | None = None,
+                    limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+    where, params = ["project_id = ?"], [project_id]
+    if states:
+        where.append(f"state IN ({', '.join('?' for _ in states)})")
+        params += states
+    for k, v in (labels or {}).items():
+        where.append("json_extract(labels, ?) = ?")
+        params += [f'$."{k}"', v]
+    if since:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until:
+        where.append("created_at < ?")
+        params.append(until)
+    clause = " AND ".join(where)
+    total = await db.fetchone(f"SELECT COUNT(*) AS n FROM jobs WHERE {clause}", params)
+    rows = await db.fetchall(f"SELECT * FROM jobs WHERE {clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                             (*params, limit, offset))
+    return [_job(r) for r in rows], total["n"] if total else 0
+
+
+async def transitions(db: Database, job_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetchall("SELECT attempt, state, reason, node_id, time FROM job_transitions WHERE job_id = ? "
+                             "ORDER BY seq", (job_id,))
+    return [dict(r) for r in rows]
+
+
+async def queued_for(tx: aiosqlite.Connection, project_id: str, limit: int) -> list[Job]:
+    async with tx.execute("SELECT * FROM jobs WHERE project_id = ? AND state = 'QUEUED' "
+                          "ORDER BY priority DESC, created_at, id LIMIT ?", (project_id, limit)) as cur:
+        return [_job(r) for r in await cur.fetchall()]
+
+
+async def set_state(tx: aiosqlite.Connection, job: Job, state: str, *, expect_states: tuple[str, ...],
+                    reason: str | None = None, fields: dict[str, Any] | None = None,
+                    expect_node: str | None = None) -> bool:
+    """Move `job` to `state` if it is still in `expect_states` at the same attempt (and node); record it."""
+    now = utcnow()
+    values = {"state": state, "updated_at": now, **(fields or {})}
+    if reason is not None:
+        values["reason"] = reason
+    sets = ", ".join(f"{k} = ?" for k in values)
+    sql = (f"UPDATE jobs SET {sets} WHERE id = ? AND attempt = ? "
+           f"AND state IN ({', '.join('?' for _ in expect_states)})")
+    params: list[Any] = [*values.values(), job.id, job.attempt, *expect_states]
+    if expect_node is not None:
+        sql += " AND node_id = ?"
+        params.append(expect_node)
+    cur = await tx.execute(sql, params)
+    if cur.rowcount != 1:
+        return False
+    attempt = fields.get("attempt", job.attempt) if fields else job.attempt
+    await record_transition(tx, job.id, attempt, state, reason, values.get("node_id", job.node_id), now)
+    return True
+
+
+async def expired_leases(db: Database, now: str) -> list[Job]:
+    rows = await db.fetchall("SELECT * FROM jobs WHERE state IN ('ASSIGNED', 'RUNNING') AND lease_expires_at < ?",
+                             (now,))
+    return [_job(r) for r in rows]
+
+
+async def renew_leases(tx: aiosqlite.Connection, node_id: str, until: str) -> None:
+    await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
+                     (until, node_id))
+
+
+async def active_on_node(db: Database | aiosqlite.Connection, node_id: str) -> list[Job]:
+    async with _conn(db).execute("SELECT * FROM jobs WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
+                                 (node_id,)) as cur:
+        return [_job(r) for r in await cur.fetchall()]
+
+
+async def count_by_key(db: Database, key_id: str, since: str | None = None, active_only: bool = False) -> int:
+    sql, params = "SELECT COUNT(*) AS n FROM jobs WHERE key_id = ?", [key_id]
+    if since:
+        sql += " AND created_at >= ?"
+        params.append(since)
+    if active_only:
+        sql += " AND state IN ('QUEUED', 'ASSIGNED', 'RUNNING')"
+    row = await db.fetchone(sql, params)
+    return row["n"] if row else 0
+
+
+async def counts_by_state(db: Database, project_id: str | None = None) -> dict[str, int]:
+    sql = "SELECT state, COUNT(*) AS n FROM jobs"
+    params: list[Any] = []
+    if project_id:
+        sql += " WHERE project_id = ?"
+        params.append(project_id)
+    rows = await db.fetchall(sql + " GROUP BY state", params)
+    return {r["state"]: r["n"] for r in rows}
+
+
+async def usage(db: Database, project_id: str, since: str, until: str) -> dict[str, float]:
+    row = await db.fetchone(
+        "SELECT COUNT(*) AS jobs, COALESCE(SUM(cpu_seconds), 0) AS cpu, COALESCE(SUM(gpu_seconds), 0) AS gpu, "
+        "COALESCE(SUM(gb_seconds), 0) AS gb FROM jobs WHERE project_id = ? AND finished_at >= ? AND finished_at < ?",
+        (project_id, since, until))
+    assert row is not None
+    return {"jobs": row["jobs"], "cpuSeconds": row["cpu"], "gpuSeconds": row["gpu"], "gbSeconds": row["gb"]}
+
+
+# ---- logs ------------------------------------------------------------------------------------------------------
+
+async def add_log_lines(tx: aiosqlite.Connection, job_id: str, attempt: int, lines: list[dict[str, Any]]) -> int:
+    """Insert pushed lines; a line already stored (same job, attempt and line number) is skipped: pushes are
+    idempotent."""
+    added = 0
+    for line in lines:
+        cur = await tx.execute(
+            "INSERT OR IGNORE INTO job_logs (job_id, attempt, line_no, stream, text, time) VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, attempt, line["seq"], line.get("stream", "stdout"), line["text"], line.get("time") or utcnow()))
+        added += cur.rowcount
+    return added
+
+
+async def log_lines(db: Database, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    rows = await db.fetchall("SELECT seq, attempt, line_no, stream, text, time FROM job_logs "
+                             "WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                             (job_id, after_seq, limit))
+    return [dict(r) for r in rows]
