@@ -39,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_args(serve)
     serve.add_argument("--data-dir", type=Path, dest="serve_data_dir", help=argparse.SUPPRESS)
 
+    node = sub.add_parser("node", help="run a worker node that takes jobs from a runtime")
+    node.add_argument("--url", dest="node_url", help="the runtime (env TARX_URL)")
+    node.add_argument("--key", dest="node_key",
+                      help="a compute key (tnv_) or platform key to register with, or an existing node key (tnn_)")
+    node.add_argument("--name", dest="node_name", help="default: this host's name")
+    node.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="extra label (repeatable)")
+    node.add_argument("--capacity", type=int, default=1, help="jobs run at once (default 1)")
+    node.add_argument("--workdir", type=Path, help="where jobs run (default: a temporary directory)")
+    node.add_argument("--state-file", type=Path, help="keeps the node's id and key across restarts (0600)")
+    node.add_argument("--heartbeat-seconds", type=float, help="default: what the runtime asks for (30)")
+    node.add_argument("--rotate-key-every", type=float, metavar="SECONDS", help="rotate the node key periodically")
+
     keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="action",
                                                                                         required=True)
     create = keys.add_parser("create", help="mint a key; its plaintext is shown once")
@@ -224,6 +236,51 @@ def _context(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import socket
+    import tempfile
+
+    import httpx
+
+    from runtime.node.agent import NodeAgent
+    from runtime.server import configure_logging
+
+    url = args.node_url or args.url or os.environ.get("TARX_URL")
+    key = args.node_key or args.key or os.environ.get("TARX_API_KEY")
+    if not url or not key:
+        print("tarx node: --url and --key are required (or TARX_URL and TARX_API_KEY)", file=sys.stderr)
+        return 2
+    labels = {}
+    for item in args.label:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            print(f"tarx node: --label takes KEY=VALUE, not '{item}'", file=sys.stderr)
+            return 2
+        labels[k] = v
+    configure_logging()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tarx-node-"))
+        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60) as http:
+            agent = NodeAgent(http, key, name=args.node_name or socket.gethostname(), labels=labels,
+                              capacity=args.capacity, workdir=workdir, state_file=args.state_file,
+                              heartbeat_seconds=args.heartbeat_seconds, rotate_every=args.rotate_key_every)
+            await agent.run(stop)
+
+    try:
+        asyncio.run(run())
+    except httpx.HTTPError as exc:
+        print(f"tarx node: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -237,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(_settings(args))
         except KeyboardInterrupt:
             return 0
+    if args.command == "node":
+        return _node(args)
     handlers = {"keys": _keys, "projects": _projects, "entitlements": _entitlements}
     if args.command in handlers:
         return _with_client(args, handlers[args.command])

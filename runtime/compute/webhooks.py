@@ -150,7 +150,7 @@ class WebhookService:
         due = await self.db.fetchall(
             "SELECT d.*, w.url, w.secret, w.previous_secret, w.previous_valid_until, w.state AS hook_state "
             "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
-            "WHERE d.state = 'pending' AND d.next_attempt_at <= ? ORDER BY d.created_at LIMIT 20", (utcnow(),))
+            "WHERE d.state = 'pending' AND d.next_attempt_at <= ? ORDER BY d.rowid LIMIT 20", (utcnow(),))
         for d in due:
             if d["hook_state"] != "active":
                 await self.db.execute("UPDATE webhook_deliveries SET state = 'dropped' WHERE id = ?", (d["id"],))

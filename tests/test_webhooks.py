@@ -1,0 +1,134 @@
+"""Outbound webhooks against a local receiver: Standard Webhooks signatures, rotation, retries, 410."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from compute_helpers import FAST, Api, wait_until
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from conftest import Runtime
+
+
+class Receiver:
+    """Records every delivery; answers with the scripted statuses first, then 200."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.script: list[tuple[int, dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"])).decode()
+                outer.received.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
+                                       "at": time.monotonic()})
+                status, headers = outer.script.pop(0) if outer.script else (200, {})
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        out = [json.loads(r["body"]) for r in self.received]
+        return [e for e in out if kind is None or e["type"] == kind]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def rt(make_runtime_module) -> Runtime:
+    # The runtime's own local node runs the jobs here.
+    return make_runtime_module({**FAST, "TARX_LOCAL_NODE": "true"}, name="hooks")
+
+
+def verify(secret: str, delivery: dict) -> dict:
+    return Webhook(secret).verify(delivery["body"], delivery["headers"])
+
+
+def test_signed_events_for_a_job_lifecycle_with_retry(rt: Runtime, receiver: Receiver) -> None:
+    api = Api(rt)
+    receiver.script = [(500, {})]  # the first delivery fails and is retried
+    hook = api.http.post("/v0/webhooks", json={"url": receiver.url,
+                                               "events": ["job.created", "job.transitioned", "job.terminal"]}).json()
+    assert hook["secret"].startswith("whsec_")
+    assert "secret" not in json.dumps(api.http.get("/v0/webhooks").json())
+    job = api.submit("echo hi", {})
+    api.wait(job["id"])
+    wait_until(lambda: receiver.events("job.terminal") and len(receiver.events("job.created")) == 2, 15)
+    for delivery in receiver.received:
+        verify(hook["secret"], delivery)
+        with pytest.raises(WebhookVerificationError):
+            Webhook("whsec_" + "A" * 43 + "=").verify(delivery["body"], delivery["headers"])
+    created = receiver.events("job.created")
+    assert created[0]["data"]["id"] == job["id"] and len(created) == 2  # delivered again after the 500
+    created_ids = [r["headers"]["webhook-id"] for r in receiver.received if '"job.created"' in r["body"]]
+    assert len(set(created_ids)) == 1  # a retry keeps its message id, so receivers can deduplicate
+    states = [e["data"]["state"] for e in receiver.events("job.transitioned")]
+    assert states == ["ASSIGNED", "RUNNING", "SUCCEEDED"]
+    assert receiver.events("job.terminal")[0]["data"]["state"] == "SUCCEEDED"
+    deliveries = api.http.get(f"/v0/webhooks/{hook['id']}/deliveries").json()["items"]
+    assert all(d["state"] == "delivered" for d in deliveries)
+    assert [d["attempts"] for d in deliveries if d["event"] == "job.created"] == [2]
+    api.http.delete(f"/v0/webhooks/{hook['id']}")
+
+
+def test_rotation_signs_with_both_secrets_during_grace(rt: Runtime, receiver: Receiver) -> None:
+    api = Api(rt)
+    hook = api.http.post("/v0/webhooks", json={"url": receiver.url, "events": ["job.created"]}).json()
+    rotated = api.http.post(f"/v0/webhooks/{hook['id']}:rotate-secret").json()
+    assert rotated["secret"] != hook["secret"] and rotated["previousSecretValidUntil"]
+    api.submit("true", {"test": "rotation-never-runs"})
+    wait_until(lambda: receiver.events("job.created"), 15)
+    delivery = receiver.received[-1]
+    assert len(delivery["headers"]["webhook-signature"].split()) == 2
+    verify(hook["secret"], delivery)
+    verify(rotated["secret"], delivery)
+    api.http.delete(f"/v0/webhooks/{hook['id']}")
+
+
+def test_retry_after_is_honoured_and_410_disables(rt: Runtime, receiver: Receiver) -> None:
+    api = Api(rt)
+    receiver.script = [(429, {"Retry-After": "1"})]
+    hook = api.http.post("/v0/webhooks", json={"url": receiver.url, "events": ["job.created"]}).json()
+    api.submit("true", {"test": "retry-after-never-runs"})
+    wait_until(lambda: len(receiver.received) >= 2, 15)
+    assert receiver.received[1]["at"] - receiver.received[0]["at"] >= 0.9
+    receiver.script = [(410, {})]
+    api.submit("true", {"test": "gone-never-runs"})
+    wait_until(lambda: api.http.get("/v0/webhooks").json()["items"][-1]["state"] == "disabled", 15)
+    count = len(receiver.received)
+    api.submit("true", {"test": "after-gone-never-runs"})
+    time.sleep(1.0)
+    assert len(receiver.received) == count  # a disabled hook gets nothing more
+    api.http.delete(f"/v0/webhooks/{hook['id']}")
+
+
+def test_4xx_is_not_retried_and_webhook_admin_rules(rt: Runtime, receiver: Receiver) -> None:
+    api = Api(rt)
+    receiver.script = [(400, {})]
+    hook = api.http.post("/v0/webhooks", json={"url": receiver.url, "events": ["job.created"]}).json()
+    api.submit("true", {"test": "4xx-never-runs"})
+    wait_until(lambda: api.http.get(f"/v0/webhooks/{hook['id']}/deliveries").json()["items"]
+               and api.http.get(f"/v0/webhooks/{hook['id']}/deliveries").json()["items"][0]["state"] == "failed", 15)
+    assert len(receiver.received) == 1
+    assert api.http.post("/v0/webhooks", json={"url": "ftp://x", "events": ["job.created"]}).status_code == 400
+    assert api.http.post("/v0/webhooks", json={"url": receiver.url, "events": []}).status_code == 400
+    assert api.http.delete("/v0/webhooks/wh_missing").status_code == 404
