@@ -17,7 +17,6 @@ import platform
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ def machine_labels() -> dict[str, str]:
 @dataclass
 class Running:
     job: dict[str, Any]
-    process: asyncio.subprocess.Process | None = None
+    process: subprocess.Popen[bytes] | None = None
     outcome: str | None = None  # CANCELLED or TIMED_OUT when we stopped it
     task: asyncio.Task[None] | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
@@ -221,7 +220,7 @@ class NodeAgent:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(run.process.pid, signal.SIGTERM)
 
-            async def hard_kill(process: asyncio.subprocess.Process) -> None:
+            async def hard_kill(process: subprocess.Popen[bytes]) -> None:
                 await asyncio.sleep(KILL_GRACE_SECONDS)
                 if process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
@@ -256,33 +255,35 @@ class NodeAgent:
         workdir = self.workdir / job["id"] / str(job["attempt"])
         artifacts = workdir / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
-        usage_path = workdir / ".usage.json"
         env = {**os.environ, **job.get("env", {}), "TARX_JOB_ID": job["id"], "TARX_JOB_ATTEMPT": str(job["attempt"]),
                "TARX_ARTIFACTS_DIR": str(artifacts)}
         started = time.monotonic()
         try:
-            run.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "runtime.node.wrap", str(usage_path), "/bin/sh", "-c", job["command"],
-                cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True)  # its own process group: cancel and timeout kill everything it started
+            # Its own session and process group: cancel and timeout kill everything the command started. Popen, not
+            # asyncio's subprocess, so that wait4() below reaps it and reads its resource use.
+            run.process = subprocess.Popen(  # noqa: ASYNC220 - fork/exec returns at once
+                ["/bin/sh", "-c", job["command"]], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
             if run.outcome is not None:  # cancelled while starting
                 self._kill(run, run.outcome)
             assert run.process.stdout is not None and run.process.stderr is not None
-            readers = asyncio.gather(self._read(run, run.process.stdout, "stdout"),
-                                     self._read(run, run.process.stderr, "stderr"))
+            readers = asyncio.gather(self._read(run, await _reader(run.process.stdout), "stdout"),
+                                     self._read(run, await _reader(run.process.stderr), "stderr"))
             flusher = asyncio.create_task(self._flusher(run))
-            try:
-                async with asyncio.timeout(job["timeoutSeconds"]):
-                    await run.process.wait()
-            except TimeoutError:
+            # wait4() in a thread gives the exit status and the CPU time and peak memory of the whole tree.
+            waiter = asyncio.ensure_future(asyncio.to_thread(os.wait4, run.process.pid, 0))
+            done, _ = await asyncio.wait({waiter}, timeout=job["timeoutSeconds"])
+            if not done:
                 self._kill(run, "TIMED_OUT")
-                await run.process.wait()
+            _, status, rusage = await waiter
+            run.process.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.monotonic() - started
             await readers
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
             await self._flush(run)  # every line is stored before the result, so followers see them all
             await self._upload_artifacts(job, artifacts)
-            await self._report(run, usage_path, time.monotonic() - started)
+            await self._report(run, rusage, wall)
         except LeaseLost as exc:
             log.warning("job %s: %s", job["id"], exc)
         except Exception:
@@ -302,23 +303,25 @@ class NodeAgent:
             if r.status_code >= 400:
                 log.warning("artifact %s of job %s not stored: %s", path.name, job["id"], r.text[:200])
 
-    async def _report(self, run: Running, usage_path: Path, wall: float) -> None:
+    async def _report(self, run: Running, rusage: Any, wall: float) -> None:
         job, code = run.job, run.process.returncode if run.process else None
-        usage: dict[str, Any] = {}
-        if usage_path.exists():
-            with contextlib.suppress(ValueError):
-                usage = json.loads(usage_path.read_text())
         if run.outcome is not None:
             state, reason = run.outcome, run.outcome.lower()
         elif code == 0:
             state, reason = "SUCCEEDED", None
         else:
-            state, reason = "FAILED", f"exit code {code}"
+            state, reason = "FAILED", f"exit code {code}" if code is not None and code >= 0 else f"signal {-code}"
         gpu = wall if "gpu" in job.get("labels", {}) and "gpu" in self.labels else 0.0
-        rss_gb = float(usage.get("maxRssKb", 0)) / 1024 / 1024
+        rss_gb = rusage.ru_maxrss / 1024 / 1024  # ru_maxrss is in KiB on Linux
         await self._retrying("/api/compute/nodes/result", {
             "jobId": job["id"], "attempt": job["attempt"], "state": state, "exitCode": code, "reason": reason,
-            "runtimeMs": int(wall * 1000), "cpuSeconds": round(float(usage.get("cpuSeconds", 0.0)), 4),
-            "gpuSeconds": round(gpu, 3),
-            "gbSeconds": round(rss_gb * float(usage.get("wallSeconds", wall)), 6),
+            "runtimeMs": int(wall * 1000), "cpuSeconds": round(rusage.ru_utime + rusage.ru_stime, 4),
+            "gpuSeconds": round(gpu, 3), "gbSeconds": round(rss_gb * wall, 6),
         })
+
+
+async def _reader(pipe: Any) -> asyncio.StreamReader:
+    """An asyncio reader over a pipe of a process started with subprocess.Popen."""
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return reader
