@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             accounts=Accounts(db, box, auth), jobs=jobs,
             nodes=NodeService(db, heartbeat_seconds=settings.node_heartbeat_seconds,
                               lease_grace_seconds=settings.lease_grace_seconds,
-                              poll_wait_seconds=settings.node_poll_wait_seconds),
+                              poll_wait_seconds=settings.node_poll_wait_seconds, keys_changed=auth.invalidate),
             artifacts=ArtifactStore(db, settings.data_dir / "artifacts", box.jwt_secret, settings.artifact_max_bytes,
                                     settings.artifact_url_seconds),
             webhooks=webhooks, instance_id=instance_id, version=__version__,

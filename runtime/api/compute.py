@@ -130,7 +130,7 @@ async def submit_job(body: SubmitJob, request: Request, response: Response, call
     done = await svc.jobs.submit(ctx, body.spec(), request.headers.get("idempotency-key"))
     if done.warnings:
         response.headers["X-Compute-Usage-Warning"] = "; ".join(done.warnings)
-    return ok(await svc.jobs.detail(ctx, done.job.id), "Job queued." if done.created else "Job already submitted.")
+    return ok(await svc.jobs.detail_of(done.job), "Job queued." if done.created else "Job already submitted.")
 
 
 @router.post("/api/compute/jobs/retrieve")

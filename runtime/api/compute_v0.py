@@ -140,7 +140,7 @@ async def submit_job(body: SubmitJob, request: Request, response: Response, call
         response.headers["X-Compute-Usage-Warning"] = "; ".join(done.warnings)
     if not done.created:
         response.status_code = 200
-    return await svc.jobs.detail(ctx, done.job.id)
+    return await svc.jobs.detail_of(done.job)
 
 
 @router.get("/jobs")

@@ -90,6 +90,7 @@ class Accounts:
             await api_keys.revoke(tx, key.id)
             await audit.write(tx, principal.actor, "key.revoke", target=key.id, project_id=key.project_id,
                               detail={"kind": key.kind})
+        self.auth.invalidate()
         revoked = await api_keys.get(self.db, key_id)
         assert revoked is not None
         return revoked

@@ -18,6 +18,7 @@ from runtime.store.identity import User
 
 JWT_ALGORITHM = "HS256"
 TOUCH_EVERY_SECONDS = 30  # last_used_at is refreshed at most this often per key, to keep writes off hot paths
+CACHE_SECONDS = 2.0  # verified keys are remembered this long; any key change in this process clears the cache
 
 
 class AuthError(TarxError):
@@ -54,22 +55,36 @@ class Authenticator:
         self.box = box
         self.session_seconds = session_seconds
         self._touched: dict[str, float] = {}
+        self._cache: dict[str, tuple[float, ApiKey, User]] = {}
+
+    def invalidate(self) -> None:
+        """Forget verified keys: called whenever a key is revoked, rotated or its node removed."""
+        self._cache.clear()
 
     async def from_key(self, plaintext: str, client: str | None) -> Principal:
         parsed = keys.parse(plaintext)
         if parsed is None:  # malformed or checksum broken: no lookup
             raise AuthError("The API key is malformed.", "tarx_api_key_invalid")
-        key = await api_keys.by_hash(self.db, parsed.hash)
-        if key is None:
-            raise AuthError("The API key is not valid.", "tarx_api_key_invalid")
+        now = time.monotonic()
+        cached = self._cache.get(parsed.hash)
+        if cached is not None and cached[0] > now:
+            _, key, user = cached
+        else:
+            found = await api_keys.by_hash(self.db, parsed.hash)
+            if found is None:
+                raise AuthError("The API key is not valid.", "tarx_api_key_invalid")
+            key = found
+            owner = await identity.get_user(self.db, key.user_id)
+            if owner is None:
+                raise AuthError("The API key's account no longer exists.", "tarx_api_key_invalid")
+            user = owner
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[parsed.hash] = (now + CACHE_SECONDS, key, user)
         if key.revoked_at is not None:
             raise AuthError("The API key was revoked.", "tarx_api_key_revoked", "API_KEY_REVOKED")
         if key.expires_at is not None and key.expires_at <= _now_iso():
             raise AuthError("The API key has expired.", "tarx_api_key_expired", "API_KEY_EXPIRED")
-        user = await identity.get_user(self.db, key.user_id)
-        if user is None:
-            raise AuthError("The API key's account no longer exists.", "tarx_api_key_invalid")
-        now = time.monotonic()
         if now - self._touched.get(key.id, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS:
             self._touched[key.id] = now
             await api_keys.touch(self.db, key.id)

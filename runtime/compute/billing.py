@@ -53,8 +53,14 @@ async def usage(db: Database, project_id: str, since: str | None, until: str | N
             "source": "measured by nodes (CPU time and peak memory of each job's process tree)"}
 
 
+_limits_cache: dict[tuple[int, str], Any] = {}  # read on every submit; changed only through set_limits
+
+
 async def get_limits(db: Database, project_id: str) -> dict[str, Any]:
-    row = await db.fetchone("SELECT * FROM billing_limits WHERE project_id = ?", (project_id,))
+    key = (id(db), project_id)
+    if key not in _limits_cache:
+        _limits_cache[key] = await db.fetchone("SELECT * FROM billing_limits WHERE project_id = ?", (project_id,))
+    row = _limits_cache[key]
     out: dict[str, Any] = {k: (row[col] if row else None) for k, col in LIMIT_FIELDS.items()}
     out["updatedAt"] = row["updated_at"] if row else None
     return out
@@ -69,6 +75,7 @@ async def set_limits(db: Database, project_id: str, changes: dict[str, float | N
         f"ON CONFLICT (project_id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in LIMIT_FIELDS.values()) + ", updated_at = excluded.updated_at",
         (project_id, *merged.values(), utcnow()))
+    _limits_cache.pop((id(db), project_id), None)
 
 
 async def check_caps(db: Database, project_id: str) -> list[str]:

@@ -24,6 +24,7 @@ from runtime.errors import InvalidRequest, NotFound, TarxError
 from runtime.store import Database, audit
 from runtime.store import jobs as job_store
 from runtime.store import nodes as node_store
+from runtime.store.batch import InsertBatcher
 from runtime.store.db import utcnow
 from runtime.store.jobs import ACTIVE, TERMINAL, Job
 from runtime.store.nodes import Node
@@ -86,6 +87,7 @@ class JobService:
     def __init__(self, db: Database, signals: Signals, webhooks: WebhookService, *, lease_grace_seconds: float,
                  max_attempts: int) -> None:
         self.db = db
+        self.batcher = InsertBatcher(db)
         self.signals = signals
         self.webhooks = webhooks
         self.lease_grace = lease_grace_seconds
@@ -96,11 +98,10 @@ class JobService:
     async def _transition(self, tx: aiosqlite.Connection, job: Job, state: str, *, expect: tuple[str, ...],
                           reason: str | None = None, fields: dict[str, Any] | None = None,
                           expect_node: str | None = None) -> Job | None:
-        if not await job_store.set_state(tx, job, state, expect_states=expect, reason=reason, fields=fields,
-                                         expect_node=expect_node):
+        after = await job_store.set_state(tx, job, state, expect_states=expect, reason=reason, fields=fields,
+                                          expect_node=expect_node)
+        if after is None:
             return None
-        after = await job_store.get(tx, job.id)
-        assert after is not None
         data = {**job_view(after), "previousState": job.state}
         await self.webhooks.enqueue(tx, job.project_id, "job.transitioned", data)
         if after.terminal:
@@ -125,24 +126,37 @@ class JobService:
         if key is not None and key.kind == "compute" and key.quotas:
             await self._check_quotas(key.id, key.quotas, spec.type)
         warnings = await billing.check_caps(self.db, ctx.project.id)
-        async with self.db.transaction() as tx:
-            if idempotency_key and await job_store.by_idempotency_key(tx, ctx.project.id, idempotency_key):
-                raise Conflict("A job with this Idempotency-Key is being created; retry to read it.")
-            job = await job_store.insert(
-                tx, project_id=ctx.project.id, type=spec.type, command=spec.command, env=spec.env,
-                labels=spec.labels, priority=spec.priority, timeout_seconds=spec.timeout_seconds,
-                max_attempts=spec.max_attempts or self.max_attempts, created_by=ctx.principal.user.id,
-                key_id=ctx.principal.key_id, idempotency_key=idempotency_key)
-            await self.webhooks.enqueue(tx, job.project_id, "job.created", job_view(job))
-            await audit.write(tx, ctx.principal.actor, "job.submit", target=job.id, project_id=job.project_id,
-                              detail={"type": spec.type, "labels": spec.labels})
-            for w in warnings:
-                await audit.write(tx, ctx.principal.actor, "billing.soft_cap_reached", target=job.id,
-                                  project_id=job.project_id, detail={"warning": w})
-                await self.webhooks.enqueue(tx, job.project_id, "billing.soft_cap_reached",
-                                            {"workspaceId": job.project_id, "warning": w})
+        fields = dict(project_id=ctx.project.id, type=spec.type, command=spec.command, env=spec.env,
+                      labels=spec.labels, priority=spec.priority, timeout_seconds=spec.timeout_seconds,
+                      max_attempts=spec.max_attempts or self.max_attempts, created_by=ctx.principal.user.id,
+                      key_id=ctx.principal.key_id, idempotency_key=idempotency_key)
+        actor, conn = ctx.principal.actor, self.db.conn
+        if idempotency_key:  # the unique key must be checked inside the same transaction as the insert
+            async with self.db.transaction() as tx:
+                if await job_store.by_idempotency_key(tx, ctx.project.id, idempotency_key):
+                    raise Conflict("A job with this Idempotency-Key is being created; retry to read it.")
+                job = await job_store.insert(tx, **fields)
+                rows = await self._created_rows(tx, job, actor, warnings)
+                for sql, params in rows:
+                    await tx.execute(sql, params)
+        else:  # the common case rides a group commit with other submissions
+            job, rows = job_store.new_job(**fields)
+            await self.batcher.write(rows + await self._created_rows(conn, job, actor, warnings))
         self._changed(job.project_id)
         return Submitted(job, True, warnings)
+
+    async def _created_rows(self, conn: aiosqlite.Connection, job: Job, actor: Any, warnings: list[str]
+                            ) -> list[tuple[str, tuple[Any, ...]]]:
+        """The audit record and webhook deliveries that go with a new job, in the job's transaction."""
+        rows = await self.webhooks.delivery_rows(conn, job.project_id, "job.created", job_view(job))
+        rows.append(audit.row(actor, "job.submit", target=job.id, project_id=job.project_id,
+                              detail={"type": job.type, "labels": job.labels}))
+        for w in warnings:
+            rows.append(audit.row(actor, "billing.soft_cap_reached", target=job.id, project_id=job.project_id,
+                                  detail={"warning": w}))
+            rows += await self.webhooks.delivery_rows(conn, job.project_id, "billing.soft_cap_reached",
+                                                      {"workspaceId": job.project_id, "warning": w})
+        return rows
 
     async def _check_quotas(self, key_id: str, quotas: dict[str, Any], job_type: str) -> None:
         allowed = quotas.get("allowedJobTypes")
@@ -169,7 +183,13 @@ class JobService:
         return await job_store.get(self.db, job_id)
 
     async def detail(self, ctx: ProjectContext, job_id: str) -> dict[str, Any]:
-        job = await self.get(ctx, job_id)
+        return await self.detail_of(await self.get(ctx, job_id))
+
+    async def detail_of(self, job: Job) -> dict[str, Any]:
+        if job.state == "QUEUED" and job.attempt == 1 and job.created_at == job.updated_at:
+            # Just submitted: its history is known without reading it back.
+            return {**job_view(job), "transitions": [{"attempt": 1, "state": "QUEUED", "reason": None,
+                                                      "node_id": None, "time": job.created_at}], "artifacts": []}
         return {**job_view(job), "transitions": await job_store.transitions(self.db, job.id),
                 "artifacts": await list_for_job(self.db, job.id)}
 
@@ -253,11 +273,7 @@ class JobService:
             if free <= 0:
                 return []
             assigned = []
-            for job in await job_store.queued_for(tx, node.project_id, 100):
-                if len(assigned) >= free:
-                    break
-                if any(current.labels.get(k) != v for k, v in job.labels.items()):
-                    continue
+            for job in await job_store.queued_for(tx, node.project_id, current.labels, free):
                 after = await self._transition(tx, job, "ASSIGNED", expect=("QUEUED",), fields={
                     "node_id": node.id, "lease_expires_at": iso_in(self.lease_grace)})
                 if after is not None:

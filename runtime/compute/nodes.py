@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from runtime.auth import keys
@@ -26,8 +27,9 @@ async def node_view(db: Database, node: Node) -> dict[str, Any]:
 
 class NodeService:
     def __init__(self, db: Database, *, heartbeat_seconds: float, lease_grace_seconds: float,
-                 poll_wait_seconds: float) -> None:
+                 poll_wait_seconds: float, keys_changed: Callable[[], None] = lambda: None) -> None:
         self.db = db
+        self.keys_changed = keys_changed  # revoked node keys must stop working at once
         self.heartbeat_seconds = heartbeat_seconds
         self.lease_grace = lease_grace_seconds
         self.poll_wait = poll_wait_seconds
@@ -86,6 +88,7 @@ class NodeService:
             await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN "
                              "('ASSIGNED', 'RUNNING')", (iso_in(-1), node.id))
             await audit.write(tx, ctx.principal.actor, "node.delete", target=node.id, project_id=node.project_id)
+        self.keys_changed()
 
     async def rotate_key(self, actor: Principal, node: Node) -> dict[str, Any]:
         """A new node key; the one used for the call (or every old one, for an admin) stops working."""
@@ -99,4 +102,5 @@ class NodeService:
                                         subject_id=node.id)
             await audit.write(tx, actor.actor, "node.rotate_key", target=node.id, project_id=node.project_id,
                               detail={"key_id": key.id})
+        self.keys_changed()
         return {"nodeId": node.id, "nodeKey": plaintext, "keyId": key.id}

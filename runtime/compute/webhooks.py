@@ -30,6 +30,8 @@ log = logging.getLogger("tarx.webhooks")
 
 EVENTS = ("job.created", "job.transitioned", "job.terminal")
 WAKE = "webhooks"
+DELIVERY_INSERT = ("INSERT INTO webhook_deliveries (id, webhook_id, event, payload, state, next_attempt_at, "
+                   "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
 
 
 def new_secret() -> str:
@@ -57,6 +59,8 @@ class WebhookService:
         self.base_backoff = base_backoff_seconds
         self.timeout = timeout_seconds
         self._task: asyncio.Task[None] | None = None
+        # Active hooks per project, read on every job event; every change to webhooks goes through this service.
+        self._active: dict[str, list[tuple[str, list[str]]]] = {}
 
     # ---- hooks ----------------------------------------------------------------------------------------------------
 
@@ -68,6 +72,7 @@ class WebhookService:
                          (hook_id, project_id, url, json.dumps(events), self.box.seal(secret), utcnow()))
         async with tx.execute("SELECT * FROM webhooks WHERE id = ?", (hook_id,)) as cur:
             row = await cur.fetchone()
+        self._active.pop(project_id, None)
         return {**view(row), "secret": secret}
 
     async def list(self, project_id: str) -> list[dict[str, Any]]:
@@ -84,6 +89,7 @@ class WebhookService:
     async def delete(self, tx: aiosqlite.Connection, project_id: str, hook_id: str) -> None:
         await self._get(tx, project_id, hook_id)
         await tx.execute("DELETE FROM webhooks WHERE id = ?", (hook_id,))
+        self._active.pop(project_id, None)
 
     async def rotate(self, tx: aiosqlite.Connection, project_id: str, hook_id: str) -> dict[str, Any]:
         row = await self._get(tx, project_id, hook_id)
@@ -95,20 +101,26 @@ class WebhookService:
 
     # ---- events ---------------------------------------------------------------------------------------------------
 
-    async def enqueue(self, tx: aiosqlite.Connection, project_id: str, event: str, data: dict[str, Any]) -> int:
-        """Queue `event` for every active hook of the project that wants it, in the caller's transaction."""
-        async with tx.execute("SELECT id, events FROM webhooks WHERE project_id = ? AND state = 'active'",
-                              (project_id,)) as cur:
-            hooks = [r for r in await cur.fetchall() if event in json.loads(r["events"])]
+    async def delivery_rows(self, conn: aiosqlite.Connection, project_id: str, event: str, data: dict[str, Any]
+                            ) -> list[tuple[str, tuple[Any, ...]]]:
+        """Rows queueing `event` for every active hook of the project that wants it (not yet written)."""
+        if project_id not in self._active:
+            async with conn.execute("SELECT id, events FROM webhooks WHERE project_id = ? AND state = 'active'",
+                                    (project_id,)) as cur:
+                self._active[project_id] = [(r["id"], json.loads(r["events"])) for r in await cur.fetchall()]
+        hooks = [hook_id for hook_id, events in self._active[project_id] if event in events]
         if not hooks:
-            return 0
+            return []
         now = utcnow()
         payload = json.dumps({"type": event, "timestamp": now, "data": data}, separators=(",", ":"))
-        for hook in hooks:
-            await tx.execute("INSERT INTO webhook_deliveries (id, webhook_id, event, payload, state, next_attempt_at, "
-                             "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                             (new_id("msg"), hook["id"], event, payload, now, now))
-        return len(hooks)
+        return [(DELIVERY_INSERT, (new_id("msg"), hook_id, event, payload, now, now)) for hook_id in hooks]
+
+    async def enqueue(self, tx: aiosqlite.Connection, project_id: str, event: str, data: dict[str, Any]) -> int:
+        """Queue `event` for every active hook of the project that wants it, in the caller's transaction."""
+        rows = await self.delivery_rows(tx, project_id, event, data)
+        for sql, params in rows:
+            await tx.execute(sql, params)
+        return len(rows)
 
     def wake(self) -> None:
         self.signals.notify(WAKE)
@@ -182,6 +194,7 @@ class WebhookService:
                                  "WHERE id = ?", (attempts, status, d["id"]))
                 await tx.execute("UPDATE webhooks SET state = 'disabled', disabled_reason = 'receiver answered 410' "
                                  "WHERE id = ?", (d["webhook_id"],))
+                self._active.clear()
                 return
             retryable = status is None or status == 429 or status >= 500
             if not retryable or attempts >= self.max_attempts:

@@ -19,14 +19,21 @@ class Actor:
     client: str | None
 
 
+INSERT = ("INSERT INTO audit_log (id, time, actor, key_id, action, target, project_id, client, outcome, detail) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def row(actor: Actor, action: str, *, target: str | None = None, project_id: str | None = None,
+        outcome: str = "success", detail: dict[str, Any] | None = None) -> tuple[str, tuple[Any, ...]]:
+    """The audit record as (sql, parameters), for callers that batch their writes."""
+    return INSERT, (new_id("aud"), utcnow(), actor.user_id, actor.key_id, action, target, project_id, actor.client,
+                    outcome, json.dumps(detail) if detail else None)
+
+
 async def write(tx: aiosqlite.Connection, actor: Actor, action: str, *, target: str | None = None,
                 project_id: str | None = None, outcome: str = "success",
                 detail: dict[str, Any] | None = None) -> None:
-    await tx.execute(
-        "INSERT INTO audit_log (id, time, actor, key_id, action, target, project_id, client, outcome, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (new_id("aud"), utcnow(), actor.user_id, actor.key_id, action, target, project_id, actor.client, outcome,
-         json.dumps(detail) if detail else None))
+    await tx.execute(*row(actor, action, target=target, project_id=project_id, outcome=outcome, detail=detail))
 
 
 async def query(db: Database, project_id: str, *, since: str | None = None, until: str | None = None,

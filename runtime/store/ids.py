@@ -11,5 +11,5 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 def new_id(prefix: str) -> str:
     ms = int(time.time() * 1000)
     stamp = "".join(_ALPHABET[(ms >> shift) & 31] for shift in range(45, -5, -5))
-    rand = "".join(secrets.choice(_ALPHABET) for _ in range(12))
+    rand = "".join(_ALPHABET[b & 31] for b in secrets.token_bytes(12))  # 60 random bits
     return f"{prefix}_{stamp}{rand}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiosqlite
@@ -58,27 +58,44 @@ def _job(row: Any) -> Job:
     return Job(**data)
 
 
+JOB_INSERT = (
+    "INSERT INTO jobs (id, project_id, type, command, env, labels, priority, timeout_seconds, state, max_attempts, "
+    "created_by, key_id, idempotency_key, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?)")
+TRANSITION_INSERT = ("INSERT INTO job_transitions (job_id, attempt, state, reason, node_id, time) "
+                     "VALUES (?, ?, ?, ?, ?, ?)")
+
+
+def new_job(*, project_id: str, type: str, command: str, env: dict[str, str], labels: dict[str, str],
+            priority: int, timeout_seconds: int, max_attempts: int, created_by: str | None, key_id: str | None,
+            idempotency_key: str | None) -> tuple[Job, list[tuple[str, tuple[Any, ...]]]]:
+    """A new QUEUED job and the rows that store it (the job and its first transition), not yet written."""
+    now = utcnow()
+    job = Job(new_id("job"), project_id, type, command, env, labels, priority, timeout_seconds, "QUEUED", 1,
+              max_attempts, None, None, False, None, None, None, 0.0, 0.0, 0.0, created_by, key_id, idempotency_key,
+              now, now, None, None)
+    rows = [
+        (JOB_INSERT, (job.id, project_id, type, command, json.dumps(env), json.dumps(labels), priority,
+                      timeout_seconds, max_attempts, created_by, key_id, idempotency_key, now, now)),
+        (TRANSITION_INSERT, (job.id, 1, "QUEUED", None, None, now)),
+    ]
+    return job, rows
+
+
 async def insert(tx: aiosqlite.Connection, *, project_id: str, type: str, command: str, env: dict[str, str],
                  labels: dict[str, str], priority: int, timeout_seconds: int, max_attempts: int,
                  created_by: str | None, key_id: str | None, idempotency_key: str | None) -> Job:
-    now = utcnow()
-    job_id = new_id("job")
-    await tx.execute(
-        "INSERT INTO jobs (id, project_id, type, command, env, labels, priority, timeout_seconds, state, "
-        "max_attempts, created_by, key_id, idempotency_key, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?)",
-        (job_id, project_id, type, command, json.dumps(env), json.dumps(labels), priority, timeout_seconds,
-         max_attempts, created_by, key_id, idempotency_key, now, now))
-    await record_transition(tx, job_id, 1, "QUEUED", None, None, now)
-    job = await get(tx, job_id)
-    assert job is not None
+    job, rows = new_job(project_id=project_id, type=type, command=command, env=env, labels=labels, priority=priority,
+                        timeout_seconds=timeout_seconds, max_attempts=max_attempts, created_by=created_by,
+                        key_id=key_id, idempotency_key=idempotency_key)
+    for sql, params in rows:
+        await tx.execute(sql, params)
     return job
 
 
 async def record_transition(tx: aiosqlite.Connection, job_id: str, attempt: int, state: str, reason: str | None,
                             node_id: str | None, time: str | None = None) -> None:
-    await tx.execute("INSERT INTO job_transitions (job_id, attempt, state, reason, node_id, time) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (job_id, attempt, state, reason, node_id, time or utcnow()))
+    await tx.execute(TRANSITION_INSERT, (job_id, attempt, state, reason, node_id, time or utcnow()))
 
 
 def _conn(db: Database | aiosqlite.Connection) -> aiosqlite.Connection:
@@ -127,16 +144,25 @@ async def transitions(db: Database, job_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def queued_for(tx: aiosqlite.Connection, project_id: str, limit: int) -> list[Job]:
-    async with tx.execute("SELECT * FROM jobs WHERE project_id = ? AND state = 'QUEUED' "
-                          "ORDER BY priority DESC, created_at, id LIMIT ?", (project_id, limit)) as cur:
+async def queued_for(tx: aiosqlite.Connection, project_id: str, node_labels: dict[str, str], limit: int
+                     ) -> list[Job]:
+    """The next queued jobs a node with `node_labels` may take: every label of the job must match the node's.
+
+    Matching happens in SQL, so jobs no node can take never hide the ones behind them.
+    """
+    async with tx.execute(
+            "SELECT * FROM jobs WHERE project_id = ? AND state = 'QUEUED' AND NOT EXISTS ("
+            "  SELECT 1 FROM json_each(jobs.labels) AS l"
+            "  WHERE json_extract(?, '$.\"' || l.key || '\"') IS NOT l.value)"
+            " ORDER BY priority DESC, created_at, id LIMIT ?", (project_id, json.dumps(node_labels), limit)) as cur:
         return [_job(r) for r in await cur.fetchall()]
 
 
 async def set_state(tx: aiosqlite.Connection, job: Job, state: str, *, expect_states: tuple[str, ...],
                     reason: str | None = None, fields: dict[str, Any] | None = None,
-                    expect_node: str | None = None) -> bool:
-    """Move `job` to `state` if it is still in `expect_states` at the same attempt (and node); record it."""
+                    expect_node: str | None = None) -> Job | None:
+    """Move `job` to `state` if it is still in `expect_states` at the same attempt (and node), and record the
+    transition. Returns the job as it now is, or None when another writer changed it first."""
     now = utcnow()
     values = {"state": state, "updated_at": now, **(fields or {})}
     if reason is not None:
@@ -150,10 +176,10 @@ async def set_state(tx: aiosqlite.Connection, job: Job, state: str, *, expect_st
         params.append(expect_node)
     cur = await tx.execute(sql, params)
     if cur.rowcount != 1:
-        return False
-    attempt = fields.get("attempt", job.attempt) if fields else job.attempt
-    await record_transition(tx, job.id, attempt, state, reason, values.get("node_id", job.node_id), now)
-    return True
+        return None
+    after = replace(job, **{k: bool(v) if k == "cancel_requested" else v for k, v in values.items()})
+    await record_transition(tx, job.id, after.attempt, state, reason, after.node_id, now)
+    return after
 
 
 async def expired_leases(db: Database, now: str) -> list[Job]:
