@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--state-file", type=Path, help="keeps the node's id and key across restarts (0600)")
     node.add_argument("--heartbeat-seconds", type=float, help="default: what the runtime asks for (30)")
     node.add_argument("--rotate-key-every", type=float, metavar="SECONDS", help="rotate the node key periodically")
+    node.add_argument("--workspace", help="workspace (project) id, when the key reaches several")
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="action",
                                                                                         required=True)
@@ -270,7 +271,8 @@ def _node(args: argparse.Namespace) -> int:
         async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60) as http:
             agent = NodeAgent(http, key, name=args.node_name or socket.gethostname(), labels=labels,
                               capacity=args.capacity, workdir=workdir, state_file=args.state_file,
-                              heartbeat_seconds=args.heartbeat_seconds, rotate_every=args.rotate_key_every)
+                              heartbeat_seconds=args.heartbeat_seconds, rotate_every=args.rotate_key_every,
+                              workspace=args.workspace)
             await agent.run(stop)
 
     try:

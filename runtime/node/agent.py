@@ -64,7 +64,8 @@ class Running:
 class NodeAgent:
     def __init__(self, http: httpx.AsyncClient, key: str, *, name: str, labels: dict[str, str] | None = None,
                  capacity: int = 1, workdir: Path, state_file: Path | None = None,
-                 heartbeat_seconds: float | None = None, rotate_every: float | None = None) -> None:
+                 heartbeat_seconds: float | None = None, rotate_every: float | None = None,
+                 workspace: str | None = None) -> None:
         self.http = http
         self.key = key
         self.name = name
@@ -74,6 +75,7 @@ class NodeAgent:
         self.state_file = state_file
         self.heartbeat_seconds = heartbeat_seconds
         self.rotate_every = rotate_every
+        self.workspace = workspace  # needed when registering with a user's key that reaches several workspaces
         self.node_id: str | None = None
         self.poll_wait = 20.0
         self.draining = False
@@ -125,7 +127,8 @@ class NodeAgent:
             await self._heartbeat_once()
             return
         reg = await self._retrying("/api/compute/nodes/register", {
-            "name": self.name, "labels": self.labels, "capacity": self.capacity, "version": __version__})
+            "name": self.name, "labels": self.labels, "capacity": self.capacity, "version": __version__,
+            **({"workspaceId": self.workspace} if self.workspace else {})})
         self.node_id, self.key = reg["id"], reg["nodeKey"]
         self.poll_wait = float(reg.get("pollWaitSeconds", self.poll_wait))
         if self.heartbeat_seconds is None:
