@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/jobs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check runtime tarx_console tests bench

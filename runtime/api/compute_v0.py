@@ -237,7 +237,7 @@ async def invoices(request: Request, caller: Caller) -> dict[str, Any]:
 async def get_limits(request: Request, caller: Caller) -> dict[str, Any]:
     ctx = await active_workspace(request, caller)
     await require(services(request).db, ctx, READ, "billing.read")
-    return await billing.get_limits(services(request).db, ctx.project.id)
+    return await services(request).jobs.limits.get(ctx.project.id)
 
 
 @router.patch("/billing/limits")
@@ -246,11 +246,11 @@ async def patch_limits(body: Limits, request: Request, caller: Caller) -> dict[s
     ctx = await active_workspace(request, caller)
     await require(svc.db, ctx, ADMIN, "billing.limits")
     changes = body.model_dump(by_alias=True, exclude_unset=True)
-    await billing.set_limits(svc.db, ctx.project.id, changes)
+    await svc.jobs.limits.set(ctx.project.id, changes)
     async with svc.db.transaction() as tx:
         await audit.write(tx, caller.actor, "billing.limits", target=ctx.project.id, project_id=ctx.project.id,
                           detail=changes)
-    return await billing.get_limits(svc.db, ctx.project.id)
+    return await svc.jobs.limits.get(ctx.project.id)
 
 
 # ---- outbound webhooks -----------------------------------------------------------------------------------------

@@ -53,44 +53,46 @@ async def usage(db: Database, project_id: str, since: str | None, until: str | N
             "source": "measured by nodes (CPU time and peak memory of each job's process tree)"}
 
 
-_limits_cache: dict[tuple[int, str], Any] = {}  # read on every submit; changed only through set_limits
+class Limits:
+    """Soft and hard caps per workspace. Read on every submission, so kept in memory; every change comes here."""
 
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._rows: dict[str, Any] = {}
 
-async def get_limits(db: Database, project_id: str) -> dict[str, Any]:
-    key = (id(db), project_id)
-    if key not in _limits_cache:
-        _limits_cache[key] = await db.fetchone("SELECT * FROM billing_limits WHERE project_id = ?", (project_id,))
-    row = _limits_cache[key]
-    out: dict[str, Any] = {k: (row[col] if row else None) for k, col in LIMIT_FIELDS.items()}
-    out["updatedAt"] = row["updated_at"] if row else None
-    return out
+    async def get(self, project_id: str) -> dict[str, Any]:
+        if project_id not in self._rows:
+            self._rows[project_id] = await self.db.fetchone("SELECT * FROM billing_limits WHERE project_id = ?",
+                                                            (project_id,))
+        row = self._rows[project_id]
+        out: dict[str, Any] = {k: (row[col] if row else None) for k, col in LIMIT_FIELDS.items()}
+        out["updatedAt"] = row["updated_at"] if row else None
+        return out
 
+    async def set(self, project_id: str, changes: dict[str, float | None]) -> None:
+        current = await self.get(project_id)
+        merged = {k: changes.get(k, current[k]) for k in LIMIT_FIELDS}
+        cols = ", ".join(LIMIT_FIELDS.values())
+        updates = ", ".join(f"{c} = excluded.{c}" for c in LIMIT_FIELDS.values())
+        await self.db.execute(
+            f"INSERT INTO billing_limits (project_id, {cols}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT (project_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+            (project_id, *merged.values(), utcnow()))
+        self._rows.pop(project_id, None)
 
-async def set_limits(db: Database, project_id: str, changes: dict[str, float | None]) -> None:
-    current = await get_limits(db, project_id)
-    merged = {k: changes.get(k, current[k]) for k in LIMIT_FIELDS}
-    cols = ", ".join(LIMIT_FIELDS.values())
-    await db.execute(
-        f"INSERT INTO billing_limits (project_id, {cols}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-        f"ON CONFLICT (project_id) DO UPDATE SET "
-        + ", ".join(f"{c} = excluded.{c}" for c in LIMIT_FIELDS.values()) + ", updated_at = excluded.updated_at",
-        (project_id, *merged.values(), utcnow()))
-    _limits_cache.pop((id(db), project_id), None)
-
-
-async def check_caps(db: Database, project_id: str) -> list[str]:
-    """Raise when a hard cap is reached this month; return warnings for soft caps reached."""
-    limits = await get_limits(db, project_id)
-    if all(limits[k] is None for k in LIMIT_FIELDS):
-        return []
-    start, end = month_window()
-    used = await jobs.usage(db, project_id, start, end)
-    warnings = []
-    for kind, figure in (("Cpu", used["cpuSeconds"]), ("Gpu", used["gpuSeconds"])):
-        hard, soft = limits[f"hard{kind}Seconds"], limits[f"soft{kind}Seconds"]
-        if hard is not None and figure >= hard:
-            raise HardCapReached(f"The workspace reached its hard cap of {hard:g} {kind.upper()}-seconds this "
-                                 f"month ({figure:.1f} used); raise it with PATCH /v0/billing/limits.")
-        if soft is not None and figure >= soft:
-            warnings.append(f"soft cap of {soft:g} {kind.upper()}-seconds reached ({figure:.1f} used this month)")
-    return warnings
+    async def check(self, project_id: str) -> list[str]:
+        """Raise when a hard cap is reached this month; return warnings for soft caps reached."""
+        limits = await self.get(project_id)
+        if all(limits[k] is None for k in LIMIT_FIELDS):
+            return []
+        start, end = month_window()
+        used = await jobs.usage(self.db, project_id, start, end)
+        warnings = []
+        for kind, figure in (("Cpu", used["cpuSeconds"]), ("Gpu", used["gpuSeconds"])):
+            hard, soft = limits[f"hard{kind}Seconds"], limits[f"soft{kind}Seconds"]
+            if hard is not None and figure >= hard:
+                raise HardCapReached(f"The workspace reached its hard cap of {hard:g} {kind.upper()}-seconds this "
+                                     f"month ({figure:.1f} used); raise it with PATCH /v0/billing/limits.")
+            if soft is not None and figure >= soft:
+                warnings.append(f"soft cap of {soft:g} {kind.upper()}-seconds reached ({figure:.1f} used this month)")
+        return warnings

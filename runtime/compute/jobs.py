@@ -88,6 +88,7 @@ class JobService:
                  max_attempts: int) -> None:
         self.db = db
         self.batcher = InsertBatcher(db)
+        self.limits = billing.Limits(db)
         self.signals = signals
         self.webhooks = webhooks
         self.lease_grace = lease_grace_seconds
@@ -125,7 +126,7 @@ class JobService:
                 return Submitted(existing, False, [])
         if key is not None and key.kind == "compute" and key.quotas:
             await self._check_quotas(key.id, key.quotas, spec.type)
-        warnings = await billing.check_caps(self.db, ctx.project.id)
+        warnings = await self.limits.check(ctx.project.id)
         fields = dict(project_id=ctx.project.id, type=spec.type, command=spec.command, env=spec.env,
                       labels=spec.labels, priority=spec.priority, timeout_seconds=spec.timeout_seconds,
                       max_attempts=spec.max_attempts or self.max_attempts, created_by=ctx.principal.user.id,
