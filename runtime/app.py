@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sse_starlette.sse import AppStatus
 
 from runtime import __version__
 from runtime.api import compute, compute_v0, errors, openai_v1, platform_v1, tarx
@@ -28,6 +30,7 @@ from runtime.compute.webhooks import WebhookService
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine
+from runtime.inference.routing import ROUTE_HEADERS, Router
 from runtime.node.local import LocalNode
 from runtime.store import Database, meta, utcnow
 
@@ -44,6 +47,9 @@ def rate_limiter(settings: Settings) -> RateLimiter:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # Our streams end themselves on shutdown (Services.begin_shutdown), each with a proper last event;
+    # sse-starlette's own drain would cut them mid-response instead.
+    AppStatus.enable_automatic_graceful_drain = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,8 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   base_backoff_seconds=settings.webhook_backoff_seconds)
         jobs = JobService(db, signals, webhooks, lease_grace_seconds=settings.lease_grace_seconds,
                           max_attempts=settings.job_max_attempts)
+        chat = ChatService(engine, db)
+        router = Router(settings, db, chat, box)
         app.state.services = Services(
-            settings=settings, db=db, engine=engine, chat=ChatService(engine, db), auth=auth,
+            settings=settings, db=db, engine=engine, chat=chat, router=router, auth=auth,
             accounts=Accounts(db, box, auth), jobs=jobs,
             nodes=NodeService(db, heartbeat_seconds=settings.node_heartbeat_seconds,
                               lease_grace_seconds=settings.lease_grace_seconds,
@@ -81,11 +89,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.services.begin_shutdown()
             if local_node is not None:
                 await local_node.stop()
             reaper.cancel()
             await asyncio.gather(reaper, return_exceptions=True)
             await webhooks.stop()
+            await router.close()
             await engine.stop()
             await db.close()
             log.info("runtime stopped; database closed")
@@ -109,6 +119,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.rate_limits:
         app.add_middleware(RateLimit, limiter=rate_limiter(settings))
     app.add_middleware(ComputeVersion)
+    if settings.cors_origins:
+        # Browsers may send the documented route headers and nothing else beyond the basics (seed 000).
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["authorization", "content-type", *ROUTE_HEADERS],
+                           expose_headers=["x-tarx-evidence-id", "retry-after", "x-tarx-queue-class",
+                                           "x-tarx-backpressure-state"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.log_requests:
         app.add_middleware(AccessLog)

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = 1.0  # doubled after each failed attempt unless Retry-After says otherwise
     webhook_rotation_grace_seconds: float = 86400.0  # old secret keeps signing this long after a rotation
 
+    # Execution planes (issue: planes and route evidence)
+    supercomputer_url: str | None = None  # hosted upstream speaking the OpenAI-compatible API (another runtime)
+    supercomputer_key: str | None = None
+    upstream_timeout_seconds: float = 120.0
+    cpu_watts_per_core: float = 15.0  # the CPU-time energy model when RAPL cannot be read
+    monthly_joules_plan: float = 3_600_000.0  # the plan figure /v1/usage counts down from (1 kWh)
+    cors_origins: list[str] = Field(default_factory=list)  # browser origins allowed to call the API
+
     # Rate limits per key (per client IP when anonymous); seed 001 and seed 003 figures.
     rate_limits: bool = True
     rate_platform_per_minute: int = 200

@@ -41,7 +41,7 @@ class Server(uvicorn.Server):
         services = getattr(getattr(self.config.app, "state", None), "services", None)
         if services is not None and self._loop is not None:
             # Signal handlers must not take the workers' locks; hand the work to the event loop.
-            self._loop.call_soon_threadsafe(services.engine.begin_shutdown)
+            self._loop.call_soon_threadsafe(services.begin_shutdown)
 
 
 def build_server(settings: Settings) -> Server:

@@ -68,7 +68,9 @@ def test_chat_stream_matches_non_stream_and_counts_usage(client: OpenAI) -> None
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == [whole.choices[0].finish_reason]
     usage_chunks = [c for c in chunks if c.usage is not None]
-    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices == []
+    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-2] and chunks[-2].choices == []
+    # The very last chunk carries the route evidence (issue: planes and route evidence).
+    assert chunks[-1].choices == [] and chunks[-1].model_extra["tarx_route"]["execution_plane"] == "local"
     assert usage_chunks[0].usage.completion_tokens == whole.usage.completion_tokens
     assert usage_chunks[0].usage.prompt_tokens == whole.usage.prompt_tokens
 
@@ -158,7 +160,7 @@ def test_required_tool_call_streams_as_tool_call_delta(client: OpenAI) -> None:
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert len(calls) == 1 and calls[0].function.name == "get_weather"
     json.loads(calls[0].function.arguments)
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
     assert not any(c.choices[0].delta.content for c in chunks if c.choices)
 
 

@@ -171,7 +171,7 @@ async def retry_job(body: JobRef, request: Request, caller: Caller) -> dict[str,
 async def job_logs(job_id: str, request: Request, caller: Caller) -> Any:
     svc = services(request)
     await svc.jobs.get(await workspace(request, caller, None), job_id)
-    return job_log_stream(svc.jobs, job_id, last_event_id(request), follow=True)
+    return job_log_stream(svc.jobs, job_id, last_event_id(request), follow=True, stop=svc.stopping)
 
 
 # ---- nodes -----------------------------------------------------------------------------------------------------

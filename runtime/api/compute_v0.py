@@ -181,7 +181,7 @@ async def job_logs(job_id: str, request: Request, caller: Caller, follow: bool =
     await svc.jobs.get(await active_workspace(request, caller), job_id)
     start = last_event_id(request, after)
     if follow:
-        return job_log_stream(svc.jobs, job_id, start, follow=True)
+        return job_log_stream(svc.jobs, job_id, start, follow=True, stop=svc.stopping)
     lines = [item async for item in svc.jobs.follow_logs(job_id, start, follow=False) if item["kind"] == "line"]
     return {"items": [{k: v for k, v in line.items() if k != "kind"} for line in lines]}
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from fastapi import Depends, Request
 
@@ -17,6 +18,7 @@ from runtime.compute.webhooks import WebhookService
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine
+from runtime.inference.routing import Router
 from runtime.store import Database
 
 SSE_SUFFIXES = ("/stream", "/logs", "/events")
@@ -24,10 +26,13 @@ SSE_SUFFIXES = ("/stream", "/logs", "/events")
 
 @dataclass
 class Services:
+    """The running runtime's parts."""
+
     settings: Settings
     db: Database
     engine: InferenceEngine
     chat: ChatService
+    router: Router
     auth: Authenticator
     accounts: Accounts
     jobs: JobService
@@ -38,6 +43,13 @@ class Services:
     version: str
     started_at_epoch: int
     started_at: str
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def begin_shutdown(self) -> None:
+        """End what streams: generations are cut (their streams close with an error event) and log followers
+        close with an end event, so no client is left with a half-sent response."""
+        self.stopping.set()
+        self.engine.begin_shutdown()
 
 
 def services(request: Request) -> Services:

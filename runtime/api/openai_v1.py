@@ -5,34 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from runtime.api.deps import Services, inference_principal, services
+from runtime.api.deps import Services, inference_principal, principal, services
 from runtime.api.errors import envelope
-from runtime.errors import TarxError
-from runtime.inference.jobs import QueueClass
+from runtime.auth.principal import Principal
+from runtime.errors import NotFound, TarxError
+from runtime.inference.contract import EVIDENCE_CONTRACT, routing_catalogue, usage_report
+from runtime.inference.routing import POLICIES, route_view
 from runtime.inference.schemas import ChatCompletionRequest, EmbeddingRequest
+from runtime.store import evidence as evidence_store
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 # Inference needs a key unless the runtime is bound to loopback (see Settings.inference_requires_key).
 needs_caller = [Depends(inference_principal)]
 T = TypeVar("T")
-
-
-def queue_class(request: Request) -> QueueClass:
-    """`x-tarx-queue-class` when given, else `deep` for the deep execution policy, else `interactive`."""
-    asked = request.headers.get("x-tarx-queue-class", "").strip().lower()
-    if asked:
-        try:
-            return QueueClass(asked)
-        except ValueError:
-            raise TarxError(f"x-tarx-queue-class must be one of {[c.value for c in QueueClass]}") from None
-    policy = request.headers.get("x-tarx-execution-policy", "").lower()
-    return QueueClass.deep if policy.endswith("-deep") else QueueClass.interactive
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -70,17 +61,19 @@ def sse(request: Request, chunks: AsyncIterator[dict[str, Any]]) -> EventSourceR
                                                                     "X-Accel-Buffering": "no"})
 
 
-@router.post("/chat/completions", dependencies=needs_caller)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request,
+                           caller: Annotated[Principal | None, Depends(inference_principal)]) -> Any:
     svc: Services = services(request)
-    cls = queue_class(request)
+    plan = await svc.router.plan(caller, request.headers)
     if body.stream:
-        chunks = await svc.chat.stream(body, cls)
+        chunks = await svc.router.stream(plan, body)
         return sse(request, chunks)
-    result = await unless_disconnected(request, svc.chat.complete(body, cls))
+    result = await unless_disconnected(request, svc.router.complete(plan, body))
     if result is None:  # nobody is left to answer; 499 is what proxies log for this
         return JSONResponse({"error": {"message": "client disconnected"}}, status_code=499)
-    return result
+    data, route = result
+    return JSONResponse(data, headers={"x-tarx-evidence-id": route["evidence_id"]})
 
 
 @router.post("/embeddings", dependencies=needs_caller)
@@ -141,4 +134,33 @@ async def health(request: Request) -> JSONResponse:
 @router.get("/capacity", dependencies=needs_caller)
 async def capacity(request: Request) -> dict[str, Any]:
     svc = services(request)
-    return {"object": "capacity", "live": True, "queue_classes": svc.engine.capacity()}
+    return {"object": "capacity", "live": True, "queue_classes": svc.router.capacity(),
+            "policies": {policy: {"execution_plane": plane, "queue_class": "enterprise" if plane == "enterprise"
+                                  else cls} for policy, (plane, cls) in POLICIES.items()},
+            "headers_on_backpressure": ["Retry-After", "x-tarx-queue-class", "x-tarx-backpressure-state"]}
+
+
+@router.get("/routes", dependencies=needs_caller)
+async def routes(request: Request) -> dict[str, Any]:
+    svc = services(request)
+    return {"object": "list", "data": routing_catalogue(svc.settings, await svc.router.hosted_configured())}
+
+
+@router.get("/evidence", dependencies=needs_caller)
+async def evidence_contract() -> dict[str, Any]:
+    return EVIDENCE_CONTRACT
+
+
+@router.get("/evidence/{evidence_id}", dependencies=needs_caller)
+async def evidence_record(evidence_id: str, request: Request) -> dict[str, Any]:
+    rec = await evidence_store.get(services(request).db, evidence_id)
+    if rec is None:
+        raise NotFound(f"No route evidence '{evidence_id}'.", code="evidence_not_found")
+    return {**route_view(rec), "prompt_tokens": rec["prompt_tokens"], "completion_tokens": rec["completion_tokens"],
+            "stream": rec["stream"], "project_id": rec["project_id"]}
+
+
+@router.get("/usage")
+async def usage(request: Request, caller: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
+    svc = services(request)
+    return await usage_report(svc.db, svc.settings, svc.router.meter, caller)

@@ -52,6 +52,8 @@ class AddLlmKey(_Body):
     provider: Annotated[StrictStr, Field(min_length=1, max_length=50)]
     name: Name | None = None
     key: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+    # An OpenAI-compatible endpoint: makes this key the project's enterprise upstream.
+    base_url: Annotated[StrictStr, Field(pattern=r"^https?://", max_length=2000)] | None = None
 
 
 class AddCredential(_Body):
@@ -168,7 +170,7 @@ async def list_llm_keys(request: Request, ctx: InProject) -> dict[str, Any]:
 @router.post("/llm-keys", status_code=201)
 async def add_llm_key(body: AddLlmKey, request: Request, ctx: InProject) -> dict[str, Any]:
     return await services(request).accounts.add_secret(ctx, "llm_key", body.name or body.provider, body.key,
-                                                       body.provider)
+                                                       body.provider, body.base_url)
 
 
 @router.delete("/llm-keys/{key_id}", status_code=204)

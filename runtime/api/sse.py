@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,9 +19,10 @@ def last_event_id(request: Request, default: int = 0) -> int:
     return int(value) if value.isdigit() else default
 
 
-def job_log_stream(jobs: JobService, job_id: str, after_seq: int, follow: bool) -> EventSourceResponse:
+def job_log_stream(jobs: JobService, job_id: str, after_seq: int, follow: bool, stop: asyncio.Event
+                   ) -> EventSourceResponse:
     async def events() -> AsyncIterator[dict[str, Any]]:
-        async for item in jobs.follow_logs(job_id, after_seq, follow):
+        async for item in jobs.follow_logs(job_id, after_seq, follow, stop):
             kind = item.pop("kind")
             if kind == "line":
                 yield {"event": "log", "id": str(item["seq"]), "data": json.dumps(item)}

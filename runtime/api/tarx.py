@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from runtime.api.deps import principal, services
+from runtime.auth.access import PermissionDenied
 from runtime.auth.keys import KeyKind
 from runtime.auth.principal import Principal
 from runtime.errors import InvalidRequest
@@ -31,6 +32,11 @@ class CreateKey(_Body):
 
 class RevokeKey(_Body):
     id: StrictStr
+
+
+class HostedUpstream(_Body):
+    url: Annotated[StrictStr, Field(pattern=r"^https?://", max_length=2000)]
+    key: StrictStr | None = None
 
 
 class Entitlement(_Body):
@@ -84,3 +90,12 @@ async def grant_entitlement(body: Entitlement, request: Request, caller: Caller)
 async def revoke_entitlement(body: Entitlement, request: Request, caller: Caller) -> dict[str, Any]:
     names = await services(request).accounts.set_entitlement(caller, body.entitlement, False, body.email)
     return {"entitlements": names}
+
+
+@router.put("/planes/supercomputer")
+async def set_hosted_upstream(body: HostedUpstream, request: Request, caller: Caller) -> dict[str, Any]:
+    """The owner points the supercomputer plane at a hosted upstream (its key is stored encrypted)."""
+    if not caller.user.is_owner:
+        raise PermissionDenied("Only the runtime's owner can configure execution planes.")
+    await services(request).router.set_hosted(body.url, body.key)
+    return {"plane": "supercomputer", "url": body.url.rstrip("/"), "key_set": body.key is not None}

@@ -170,8 +170,8 @@ class Accounts:
         await require(self.db, ctx, READ, f"{kind}.list")
         return await secret_store.list_for(self.db, ctx.project.id, kind)
 
-    async def add_secret(self, ctx: ProjectContext, kind: str, name: str, value: str, provider: str | None
-                         ) -> dict[str, Any]:
+    async def add_secret(self, ctx: ProjectContext, kind: str, name: str, value: str, provider: str | None,
+                         base_url: str | None = None) -> dict[str, Any]:
         await require(self.db, ctx, ADMIN, f"{kind}.create")
         async with self.db.transaction() as tx:
             if await secret_store.exists(tx, ctx.project.id, kind, name):
@@ -179,7 +179,7 @@ class Accounts:
                                extra={"error_code": "CONFLICT"})
             row = await secret_store.insert(tx, kind=kind, project_id=ctx.project.id, name=name, provider=provider,
                                             masked=mask(value), ciphertext=self.box.seal(value),
-                                            created_by=ctx.principal.user.id)
+                                            created_by=ctx.principal.user.id, base_url=base_url)
             await audit.write(tx, ctx.principal.actor, f"{kind}.create", target=row["id"],
                               project_id=ctx.project.id, detail={"name": name, "provider": provider})
         return row

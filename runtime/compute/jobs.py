@@ -235,8 +235,10 @@ class JobService:
         self._changed(job.project_id)
         return after
 
-    async def follow_logs(self, job_id: str, after_seq: int, follow: bool) -> AsyncIterator[dict[str, Any]]:
-        """Log lines after `after_seq`; when following, wait for more until the job ends, then an end record."""
+    async def follow_logs(self, job_id: str, after_seq: int, follow: bool, stop: asyncio.Event | None = None
+                          ) -> AsyncIterator[dict[str, Any]]:
+        """Log lines after `after_seq`; when following, wait for more until the job ends (or `stop` is set, at
+        shutdown), then an end record."""
         while True:
             lines = await job_store.log_lines(self.db, job_id, after_seq)
             for line in lines:
@@ -245,6 +247,9 @@ class JobService:
             if lines:
                 continue
             job = await job_store.get(self.db, job_id)
+            if stop is not None and stop.is_set() and not (job is None or job.terminal):
+                yield {"kind": "end", "state": job.state, "exitCode": None, "reason": "runtime_shutting_down"}
+                return
             if not follow or job is None or job.terminal:
                 # Lines pushed just before the terminal result are already stored: nodes flush logs first.
                 yield {"kind": "end", "state": job.state if job else None, "exitCode": job.exit_code if job else None}

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,14 @@ from runtime.store import Database, inference_log
 from runtime.store.inference_log import InferenceRecord
 
 FINGERPRINT = f"tarx-{__version__}"
+
+
+@dataclass
+class Limits:
+    """Route limits applied while generating (from x-tarx-max-latency-ms and x-tarx-max-joules)."""
+
+    deadline: float | None = None
+    max_cpu_seconds: float | None = None
 
 
 @dataclass
@@ -46,8 +54,10 @@ class ChatService:
         self.engine = engine
         self.db = db
 
-    def _job(self, req: ChatCompletionRequest, queue_class: QueueClass) -> ChatJob:
+    def _job(self, req: ChatCompletionRequest, queue_class: QueueClass, limits: Limits | None) -> ChatJob:
         return ChatJob(
+            deadline=limits.deadline if limits else None,
+            max_cpu_seconds=limits.max_cpu_seconds if limits else None,
             id=self.engine.new_job_id(),
             queue_class=queue_class,
             loop=asyncio.get_running_loop(),
@@ -73,9 +83,10 @@ class ChatService:
             total_ms=done.total_ms if done else None, cpu_seconds=done.cpu_seconds if done else cpu,
         ))
 
-    async def complete(self, req: ChatCompletionRequest, queue_class: QueueClass) -> dict[str, Any]:
+    async def complete(self, req: ChatCompletionRequest, queue_class: QueueClass, limits: Limits | None = None,
+                       on_done: Callable[[Done], None] | None = None) -> dict[str, Any]:
         spec = self.engine.registry.get(req.model)
-        job = self._job(req, queue_class)
+        job = self._job(req, queue_class, limits)
         done: Done | None = None
         # aclosing: a cancelled caller (client gone) closes the run at once, which cancels the job.
         async with aclosing(self.engine.run(spec, "chat", job)) as events:
@@ -85,6 +96,8 @@ class ChatService:
                 if isinstance(event, Done):
                     done = event
         assert done is not None
+        if on_done is not None:
+            on_done(done)
         calls = constraints.parse_calls(done.text) if job.constraint.tools else []
         out = Outcome(job.id, done.text, calls, done)
         await self._log("chat", req.model, job.id, queue_class, False, done)
@@ -101,19 +114,21 @@ class ChatService:
             "usage": out.usage(),
         }
 
-    async def stream(self, req: ChatCompletionRequest, queue_class: QueueClass) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, req: ChatCompletionRequest, queue_class: QueueClass, limits: Limits | None = None,
+                     on_done: Callable[[Done], None] | None = None) -> AsyncIterator[dict[str, Any]]:
         """`chat.completion.chunk` objects. Raises before the first chunk if the request cannot start."""
         spec = self.engine.registry.get(req.model)
-        job = self._job(req, queue_class)
+        job = self._job(req, queue_class, limits)
         events = self.engine.run(spec, "chat", job)
         first = await anext(events)  # surface queue-full, load and context errors before streaming starts
         if isinstance(first, Failed):
             await events.aclose()
             raise first.error
-        return self._chunks(req, job, events, queue_class)
+        return self._chunks(req, job, events, queue_class, on_done)
 
     async def _chunks(self, req: ChatCompletionRequest, job: ChatJob, events: AsyncIterator[Any],
-                      queue_class: QueueClass) -> AsyncIterator[dict[str, Any]]:
+                      queue_class: QueueClass, on_done: Callable[[Done], None] | None
+                      ) -> AsyncIterator[dict[str, Any]]:
         created = int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -154,6 +169,8 @@ class ChatService:
             if done is not None:
                 await self._log("chat", req.model, job.id, queue_class, True, done)
         assert done is not None
+        if on_done is not None:
+            on_done(done)
         text = "".join(held)
         calls = constraints.parse_calls(text) if holding else []
         if calls:

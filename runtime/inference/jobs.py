@@ -39,6 +39,7 @@ class Done:
     total_ms: float
     cpu_seconds: float
     text: str = ""  # the whole output (after stop strings), for non-streaming callers
+    limited_by: str | None = None  # "max_latency_ms" or "max_joules" when a route limit cut the output
 
 
 @dataclass
@@ -87,6 +88,8 @@ class ChatJob(Job):
     stops: list[str]
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    deadline: float | None = None  # perf_counter time by which generation must stop (x-tarx-max-latency-ms)
+    max_cpu_seconds: float | None = None  # CPU budget standing for x-tarx-max-joules
 
 
 @dataclass(kw_only=True)

@@ -226,7 +226,7 @@ class ModelWorker:
         matcher = StopMatcher(job.stops)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         parts: list[str] = []
-        n_out, finish, ttft = 0, "length", None
+        n_out, finish, ttft, limited_by = 0, "length", None, None
         tokens = llm.generate(
             prompt.tokens, temp=job.temperature, top_p=job.top_p, top_k=0, min_p=0.0, repeat_penalty=1.0,
             frequency_penalty=job.frequency_penalty, presence_penalty=job.presence_penalty, grammar=grammar,
@@ -251,6 +251,12 @@ class ModelWorker:
                     break
                 if n_out >= budget:
                     break
+                if job.deadline is not None and time.perf_counter() >= job.deadline:
+                    limited_by = "max_latency_ms"
+                    break
+                if job.max_cpu_seconds is not None and time.process_time() - cpu0 >= job.max_cpu_seconds:
+                    limited_by = "max_joules"
+                    break
         finally:
             tokens.close()
         if not matcher.stopped and finish != "cancelled":
@@ -268,7 +274,7 @@ class ModelWorker:
         else:
             self.stats.completed += 1
         job.emit(Done(finish, n_prompt, n_out, queue_ms, ttft, (time.perf_counter() - t0) * 1000,
-                      time.process_time() - cpu0, "".join(parts)))
+                      time.process_time() - cpu0, "".join(parts), limited_by))
 
     def _embed(self, job: EmbedJob) -> None:
         llm = self._load()

@@ -9,17 +9,18 @@ import aiosqlite
 from runtime.store.db import Database, utcnow
 from runtime.store.ids import new_id
 
-PUBLIC_COLUMNS = "id, kind, project_id, name, provider, masked, created_by, created_at"
+PUBLIC_COLUMNS = "id, kind, project_id, name, provider, base_url, masked, created_by, created_at"
 
 
 async def insert(tx: aiosqlite.Connection, *, kind: str, project_id: str, name: str, provider: str | None,
-                 masked: str, ciphertext: bytes, created_by: str) -> dict[str, Any]:
+                 masked: str, ciphertext: bytes, created_by: str, base_url: str | None = None) -> dict[str, Any]:
     row = {"id": new_id("llmkey" if kind == "llm_key" else "cred"), "kind": kind, "project_id": project_id,
-           "name": name, "provider": provider, "masked": masked, "created_by": created_by, "created_at": utcnow()}
+           "name": name, "provider": provider, "base_url": base_url, "masked": masked, "created_by": created_by,
+           "created_at": utcnow()}
     await tx.execute(
-        "INSERT INTO project_secrets (id, kind, project_id, name, provider, masked, ciphertext, created_by, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (row["id"], kind, project_id, name, provider, masked, ciphertext, created_by, row["created_at"]))
+        "INSERT INTO project_secrets (id, kind, project_id, name, provider, base_url, masked, ciphertext, "
+        "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (row["id"], kind, project_id, name, provider, base_url, masked, ciphertext, created_by, row["created_at"]))
     return row
 
 
