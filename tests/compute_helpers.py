@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from identity_helpers import bearer, owner_key
 
 from conftest import REPO, Runtime
+from identity_helpers import bearer, owner_key
 
 FAST = {"TARX_LOCAL_NODE": "false", "TARX_NODE_HEARTBEAT_SECONDS": "0.5", "TARX_LEASE_GRACE_SECONDS": "2",
         "TARX_NODE_POLL_WAIT_SECONDS": "2", "TARX_WEBHOOK_BACKOFF_SECONDS": "0.2"}

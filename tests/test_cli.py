@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import httpx
-from identity_helpers import bearer
 
 from conftest import REPO, Runtime
+from identity_helpers import bearer
 
 
 def tarx(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from compute_helpers import FAST, Api, Node, sse_events, wait_until
-from identity_helpers import bearer, user_key
 
+from compute_helpers import FAST, Api, Node, sse_events, wait_until
 from conftest import Runtime
+from identity_helpers import bearer, user_key
 
 
 @pytest.fixture(scope="module")

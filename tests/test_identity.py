@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from identity_helpers import bearer, owner_key, sign_in, user_key
 
 from conftest import Runtime, chat_body
+from identity_helpers import bearer, owner_key, sign_in, user_key
 from runtime.config import Settings
 
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from compute_helpers import FAST, Api, wait_until
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from compute_helpers import FAST, Api, wait_until
 from conftest import Runtime
 
 

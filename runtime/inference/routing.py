@@ -276,8 +276,8 @@ class Router:
             self.upstream_in_flight[slot] -= 1
         return await self._local_stream(plan, body, fallback_reason)
 
-    async def _relay(self, plan: Plan, body: ChatCompletionRequest, response: httpx.Response, slot: str
-                     ) -> AsyncIterator[dict[str, Any]]:
+    def _relay(self, plan: Plan, body: ChatCompletionRequest, response: httpx.Response, slot: str
+               ) -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             usage: dict[str, Any] = {}
             upstream_route = None

@@ -239,6 +239,11 @@ class ModelWorker:
                 if llama_cpp.llama_vocab_is_eog(vocab, tok) or tok in prompt.stop_token_ids:
                     finish = "stop"
                     break
+                # The energy budget is checked before a token counts: a budget the prompt alone exhausts yields
+                # no output, which the router reports as an explicit failure.
+                if job.max_cpu_seconds is not None and time.process_time() - cpu0 >= job.max_cpu_seconds:
+                    limited_by = "max_joules"
+                    break
                 n_out += 1
                 text = matcher.feed(decoder.decode(llm.detokenize([tok])))
                 if text:
@@ -253,9 +258,6 @@ class ModelWorker:
                     break
                 if job.deadline is not None and time.perf_counter() >= job.deadline:
                     limited_by = "max_latency_ms"
-                    break
-                if job.max_cpu_seconds is not None and time.process_time() - cpu0 >= job.max_cpu_seconds:
-                    limited_by = "max_joules"
                     break
         finally:
             tokens.close()
