@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/routing.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check runtime tarx_console tests bench

@@ -111,6 +111,8 @@ class Router:
         self.meter = EnergyMeter(settings.cpu_watts_per_core)
         self.http = httpx.AsyncClient(timeout=settings.upstream_timeout_seconds)
         self.upstream_in_flight: dict[str, int] = {"interactive": 0, "deep": 0, "enterprise": 0}
+        self._configured: Upstream | None = None  # the owner-configured hosted upstream, read once
+        self._configured_loaded = False
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -156,10 +158,9 @@ class Router:
             raise _quota_error("Hosted execution needs a TARX key of scope 'supercomputer'.")
         if HOSTED_ENTITLEMENT not in await identity.entitlements(self.db, principal.user.id):  # type: ignore[union-attr]
             raise _quota_error("This key's account has no active Supercomputer entitlement.")
-        row = await self.db.fetchone("SELECT * FROM upstreams WHERE name = 'supercomputer'")
-        if row is not None:
-            return Upstream("supercomputer", row["url"], self.box.open(row["key_cipher"]) if row["key_cipher"]
-                            else None, "tarx-supercomputer")
+        configured = await self._owner_configured()
+        if configured is not None:
+            return configured
         if self.settings.supercomputer_url:
             return Upstream("supercomputer", self.settings.supercomputer_url, self.settings.supercomputer_key,
                             "tarx-supercomputer")
@@ -185,16 +186,24 @@ class Router:
                            code="upstream_not_configured")
         return Upstream("enterprise", row["base_url"], self.box.open(row["ciphertext"]), row["provider"] or "byok")
 
+    async def _owner_configured(self) -> Upstream | None:
+        if not self._configured_loaded:
+            row = await self.db.fetchone("SELECT * FROM upstreams WHERE name = 'supercomputer'")
+            self._configured = None if row is None else Upstream(
+                "supercomputer", row["url"], self.box.open(row["key_cipher"]) if row["key_cipher"] else None,
+                "tarx-supercomputer")
+            self._configured_loaded = True
+        return self._configured
+
     async def hosted_configured(self) -> bool:
-        if self.settings.supercomputer_url:
-            return True
-        return await self.db.fetchone("SELECT 1 FROM upstreams WHERE name = 'supercomputer'") is not None
+        return bool(self.settings.supercomputer_url) or await self._owner_configured() is not None
 
     async def set_hosted(self, url: str, key: str | None) -> None:
         await self.db.execute(
             "INSERT INTO upstreams (name, url, key_cipher, updated_at) VALUES ('supercomputer', ?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET url = excluded.url, key_cipher = excluded.key_cipher, "
             "updated_at = excluded.updated_at", (url.rstrip("/"), self.box.seal(key) if key else None, utcnow()))
+        self._configured_loaded = False
 
     # ---- running ---------------------------------------------------------------------------------------------
 
