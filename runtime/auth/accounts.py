@@ -191,11 +191,6 @@ class Accounts:
                 raise NotFound(f"'{secret_id}' was not found in this project.", extra={"error_code": "NOT_FOUND"})
             await audit.write(tx, ctx.principal.actor, f"{kind}.delete", target=secret_id, project_id=ctx.project.id)
 
-    async def reveal_secret(self, project_id: str, kind: str, name: str) -> str | None:
-        """Plaintext for use inside the runtime (routing, executions); never returned by the API."""
-        sealed = await secret_store.ciphertext(self.db, project_id, kind, name)
-        return None if sealed is None else self.box.open(sealed)
-
     # ---- one-time codes and sessions ---------------------------------------------------------------------------
 
     async def request_code(self, email: str, client: str | None) -> str | None:

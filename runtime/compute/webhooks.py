@@ -28,7 +28,6 @@ from runtime.store.ids import new_id
 
 log = logging.getLogger("tarx.webhooks")
 
-EVENTS = ("job.created", "job.transitioned", "job.terminal")
 WAKE = "webhooks"
 DELIVERY_INSERT = ("INSERT INTO webhook_deliveries (id, webhook_id, event, payload, state, next_attempt_at, "
                    "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")

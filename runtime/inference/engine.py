@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from runtime.config import Settings
-from runtime.inference.constraints import Constraint
-from runtime.inference.jobs import ChatJob, Event, Failed, Job, QueueClass, Started, Token
+from runtime.inference.jobs import Event, Job, QueueClass, Started, Token
 from runtime.inference.registry import ModelRegistry, ModelSpec
 from runtime.inference.worker import ModelWorker, WorkerKind
 from runtime.store.db import utcnow
@@ -87,17 +86,6 @@ class InferenceEngine:
             "embedding_state": emb.state if emb else "unloaded",
             "stats": vars(chat.stats) if chat else None,
         }
-
-    async def preload(self, spec: ModelSpec) -> None:
-        """Load a model ahead of its first request (used by `tarx serve --preload` and the console)."""
-        job = ChatJob(
-            id=self.new_job_id("preload"), queue_class=QueueClass.deep, loop=asyncio.get_running_loop(),
-            messages=[{"role": "user", "content": "hi"}], constraint=Constraint(None, [], "none"),
-            max_tokens=1, temperature=0.0, top_p=1.0, seed=0, stops=[],
-        )
-        async for event in self.run(spec, "chat", job):
-            if isinstance(event, Failed):
-                raise event.error
 
     def begin_shutdown(self) -> None:
         """Stop taking work, fail what waits and cut what runs, so open streams end promptly and properly."""

@@ -27,6 +27,7 @@ from runtime.inference.energy import EnergyMeter, Joules, billable
 from runtime.inference.jobs import Done, QueueClass
 from runtime.inference.schemas import ChatCompletionRequest
 from runtime.store import Database, evidence, identity
+from runtime.store import secrets as secret_store
 from runtime.store.db import utcnow
 
 # policy -> (plane, queue class)
@@ -178,9 +179,7 @@ class Router:
                 raise InvalidRequest("Name the project whose enterprise upstream to use with x-tarx-project-id.",
                                      code="project_required")
             project_id = projects[0].id
-        row = await self.db.fetchone(
-            "SELECT id, name, provider, base_url, ciphertext FROM project_secrets WHERE project_id = ? "
-            "AND kind = 'llm_key' AND base_url IS NOT NULL ORDER BY created_at DESC LIMIT 1", (project_id,))
+        row = await secret_store.enterprise_upstream(self.db, project_id)
         if row is None:
             raise NotFound("This project has no enterprise upstream: add a BYOK LLM key with a base_url.",
                            code="upstream_not_configured")

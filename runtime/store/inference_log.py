@@ -31,21 +31,3 @@ async def record(db: Database, rec: InferenceRecord) -> None:
     cols = ", ".join(row)
     marks = ", ".join("?" for _ in row)
     await db.execute(f"INSERT INTO inference_requests ({cols}) VALUES ({marks})", row.values())
-
-
-async def get(db: Database, request_id: str) -> InferenceRecord | None:
-    row = await db.fetchone("SELECT * FROM inference_requests WHERE id = ?", (request_id,))
-    if row is None:
-        return None
-    data = dict(row)
-    data["stream"] = bool(data["stream"])
-    return InferenceRecord(**data)
-
-
-async def totals(db: Database) -> dict[str, int]:
-    row = await db.fetchone(
-        "SELECT COUNT(*) AS requests, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, "
-        "COALESCE(SUM(completion_tokens), 0) AS completion_tokens FROM inference_requests"
-    )
-    assert row is not None
-    return dict(row)

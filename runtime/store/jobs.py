@@ -210,16 +210,6 @@ async def count_by_key(db: Database, key_id: str, since: str | None = None, acti
     return row["n"] if row else 0
 
 
-async def counts_by_state(db: Database, project_id: str | None = None) -> dict[str, int]:
-    sql = "SELECT state, COUNT(*) AS n FROM jobs"
-    params: list[Any] = []
-    if project_id:
-        sql += " WHERE project_id = ?"
-        params.append(project_id)
-    rows = await db.fetchall(sql + " GROUP BY state", params)
-    return {r["state"]: r["n"] for r in rows}
-
-
 async def usage(db: Database, project_id: str, since: str, until: str) -> dict[str, float]:
     row = await db.fetchone(
         "SELECT COUNT(*) AS jobs, COALESCE(SUM(cpu_seconds), 0) AS cpu, COALESCE(SUM(gpu_seconds), 0) AS gpu, "

@@ -75,8 +75,3 @@ async def silent_since(db: Database, cutoff: str) -> list[Node]:
     rows = await db.fetchall("SELECT * FROM nodes WHERE state IN ('online', 'draining') AND last_heartbeat_at < ?",
                              (cutoff,))
     return [_node(r) for r in rows]
-
-
-async def counts(db: Database) -> dict[str, int]:
-    rows = await db.fetchall("SELECT state, COUNT(*) AS n FROM nodes GROUP BY state")
-    return {r["state"]: r["n"] for r in rows}

@@ -36,11 +36,12 @@ async def list_for(db: Database, project_id: str, kind: str) -> list[dict[str, A
     return [dict(r) for r in rows]
 
 
-async def ciphertext(db: Database, project_id: str, kind: str, name_or_provider: str) -> bytes | None:
-    row = await db.fetchone("SELECT ciphertext FROM project_secrets WHERE project_id = ? AND kind = ? "
-                            "AND (name = ? OR provider = ?) ORDER BY created_at DESC LIMIT 1",
-                            (project_id, kind, name_or_provider, name_or_provider))
-    return row["ciphertext"] if row else None
+async def enterprise_upstream(db: Database, project_id: str) -> dict[str, Any] | None:
+    """The project's newest BYOK LLM key that names an endpoint (base_url): its enterprise upstream."""
+    row = await db.fetchone("SELECT name, provider, base_url, ciphertext FROM project_secrets WHERE project_id = ? "
+                            "AND kind = 'llm_key' AND base_url IS NOT NULL ORDER BY created_at DESC LIMIT 1",
+                            (project_id,))
+    return dict(row) if row else None
 
 
 async def delete(tx: aiosqlite.Connection, project_id: str, kind: str, secret_id: str) -> bool:
