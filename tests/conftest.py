@@ -88,16 +88,21 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     assert code == 0, f"exit {code}\n{rt.log()}"
 
 
-@pytest.fixture
-def make_runtime(tmp_path: Path) -> Iterator:
-    """Start extra runtimes with their own settings; all are stopped after the test."""
+def _starter(base: Path) -> tuple[list[Runtime], object]:
     started: list[Runtime] = []
 
     def start(env: dict[str, str] | None = None, name: str = "data", **kw: object) -> Runtime:
-        rt = Runtime(tmp_path / name, env, **kw)  # type: ignore[arg-type]
+        rt = Runtime(base / name, env, **kw)  # type: ignore[arg-type]
         started.append(rt)
         return rt
 
+    return started, start
+
+
+@pytest.fixture
+def make_runtime(tmp_path: Path) -> Iterator:
+    """Start extra runtimes with their own settings; all are stopped after the test."""
+    started, start = _starter(tmp_path)
     yield start
     for rt in started:
         rt.stop()
@@ -106,14 +111,7 @@ def make_runtime(tmp_path: Path) -> Iterator:
 @pytest.fixture(scope="module")
 def make_runtime_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """Like make_runtime, shared by the tests of one module."""
-    started: list[Runtime] = []
-    base = tmp_path_factory.mktemp("module")
-
-    def start(env: dict[str, str] | None = None, name: str = "data", **kw: object) -> Runtime:
-        rt = Runtime(base / name, env, **kw)  # type: ignore[arg-type]
-        started.append(rt)
-        return rt
-
+    started, start = _starter(tmp_path_factory.mktemp("module"))
     yield start
     for rt in started:
         rt.stop()
