@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from harness import free_port
 from llama_cpp import Llama
 
 from runtime.config import Settings
@@ -48,12 +48,6 @@ class Run:
     @property
     def tps(self) -> float:
         return self.tokens / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_runtime(settings: Settings) -> threading.Thread:

@@ -17,29 +17,14 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 import httpx
+from harness import start_runtime, tarx
 from loadgen import post_many
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tarx_console", *args], cwd=REPO, env={**os.environ, **env},
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
 async def submit_many(url: str, headers: dict[str, str], n: int, clients: int, labels: dict[str, str]) -> list[str]:
@@ -101,20 +86,9 @@ def main() -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {"TARX_DATA_DIR": str(folder / "data"), "TARX_CONFIG_DIR": str(folder / "cfg"),
-               "TARX_LOCAL_NODE": "false", "TARX_LOG_REQUESTS": "false", "TARX_RATE_LIMITS": "false"}
-        runtime = start(["serve", "--headless", "--port", str(port)], env, folder / "runtime.log")
+        runtime, url, key, env = start_runtime(folder, "data", {"TARX_RATE_LIMITS": "false"})
         node = None
         try:
-            while True:
-                try:
-                    httpx.get(url + "/v1/health", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            key = (folder / "data" / "owner.key").read_text().strip()
             headers = {"Authorization": f"Bearer {key}"}
 
             # The submit phase uses its own workspace, so its thousands of never-run jobs stay out of the queue
@@ -135,8 +109,8 @@ def main() -> None:
             node_key = httpx.post(url + "/api/compute/api-keys/create", json={"name": "bench node"},
                                   headers=headers).json()["payload"]["key"]
             node_args = ["node", "--url", url, "--key", node_key, "--capacity", str(cores * 8)]
-            node = start([*node_args, "--label", "bench=e2e", "--workdir", str(folder / "work")], env,
-                         folder / "node.log")
+            node = tarx([*node_args, "--label", "bench=e2e", "--workdir", str(folder / "work")], env,
+                        folder / "node.log")
             asyncio.run(wait_all(url, headers, labels, args.jobs))
             finished = finished_times(url, headers, labels)
             drained = (len(finished) - 1) / (finished[-1] - finished[0]).total_seconds()
@@ -145,8 +119,8 @@ def main() -> None:
             both = {"bench": "both"}
             node.terminate()
             node.wait(30)
-            node = start([*node_args, "--label", "bench=both", "--workdir", str(folder / "work2")], env,
-                         folder / "node2.log")
+            node = tarx([*node_args, "--label", "bench=both", "--workdir", str(folder / "work2")], env,
+                        folder / "node2.log")
             time.sleep(2.0)
             t = time.perf_counter()
 

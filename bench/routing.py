@@ -15,39 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(folder: Path, name: str, extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
-    port = free_port()
-    env = {**os.environ, "TARX_DATA_DIR": str(folder / name), "TARX_CONFIG_DIR": str(folder / f"{name}-cfg"),
-           "TARX_LOCAL_NODE": "false", "TARX_LOG_REQUESTS": "false", **extra}
-    proc = subprocess.Popen([sys.executable, "-m", "tarx_console", "serve", "--headless", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    while True:
-        try:
-            httpx.get(url + "/v1/health", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    return proc, url, (folder / name / "owner.key").read_text().strip()
+from harness import start_runtime
 
 
 def main() -> None:
@@ -59,9 +33,9 @@ def main() -> None:
             "seed": 1, "max_tokens": args.max_tokens}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        up, up_url, up_key = start(folder, "upstream", {})
-        front, front_url, front_key = start(folder, "front", {"TARX_SUPERCOMPUTER_URL": up_url,
-                                                              "TARX_SUPERCOMPUTER_KEY": up_key})
+        up, up_url, up_key, _ = start_runtime(folder, "upstream")
+        front, front_url, front_key, _ = start_runtime(folder, "front", {"TARX_SUPERCOMPUTER_URL": up_url,
+                                                                         "TARX_SUPERCOMPUTER_KEY": up_key})
         try:
             owner = {"Authorization": f"Bearer {front_key}"}
             httpx.post(front_url + "/api/account/entitlements", json={"entitlement": "supercomputer"},
