@@ -42,6 +42,10 @@ class NotFound(TarxError):
     status, type, code = 404, "not_found_error", "not_found"
 
 
+class Conflict(TarxError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
 class ModelNotFound(TarxError):
     status, type, code = 404, "invalid_request_error", "model_not_found"
 

@@ -24,9 +24,9 @@ from runtime.api.compute_models import (
     Result,
     SubmitJob,
 )
-from runtime.api.deps import client_address, principal, services
+from runtime.api.deps import client_address, context_for, principal, services
 from runtime.api.sse import job_log_stream, last_event_id
-from runtime.auth.access import ADMIN, WRITE, ProjectContext, require, resolve_project
+from runtime.auth.access import ADMIN, WRITE, ProjectContext, require
 from runtime.auth.keys import KeyKind
 from runtime.auth.principal import Principal
 from runtime.compute import billing
@@ -84,7 +84,7 @@ async def list_compute_keys(request: Request, caller: Caller) -> dict[str, Any]:
 @router.post("/api/compute/api-keys/create")
 async def create_compute_key(body: CreateComputeKey, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await resolve_project(svc.db, caller, body.workspace_id, request.headers.get("x-project-slug"))
+    ctx = await context_for(request, caller, body.workspace_id)
     await require(svc.db, ctx, WRITE, "key.create")
     quotas = {"maxJobsPerHour": body.max_jobs_per_hour, "maxConcurrentJobs": body.max_concurrent_jobs,
               "allowedJobTypes": body.allowed_job_types}
@@ -118,15 +118,10 @@ async def verify_code(body: VerifyCode, request: Request) -> dict[str, Any]:
 
 # ---- jobs ------------------------------------------------------------------------------------------------------
 
-async def workspace(request: Request, caller: Principal, workspace_id: str | None) -> ProjectContext:
-    return await resolve_project(services(request).db, caller, workspace_id or request.headers.get("x-project-id"),
-                                 request.headers.get("x-project-slug"))
-
-
 @router.post("/api/compute/jobs/submit")
 async def submit_job(body: SubmitJob, request: Request, response: Response, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     done = await svc.jobs.submit(ctx, body.spec(), request.headers.get("idempotency-key"))
     if done.warnings:
         response.headers["X-Compute-Usage-Warning"] = "; ".join(done.warnings)
@@ -135,13 +130,13 @@ async def submit_job(body: SubmitJob, request: Request, response: Response, call
 
 @router.post("/api/compute/jobs/retrieve")
 async def retrieve_job(body: JobRef, request: Request, caller: Caller) -> dict[str, Any]:
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     return ok(await services(request).jobs.detail(ctx, body.job_id))
 
 
 @router.post("/api/compute/jobs/list")
 async def list_jobs(body: ListJobs, request: Request, caller: Caller) -> dict[str, Any]:
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     found, total = await services(request).jobs.list(
         ctx, states=body.state, labels=body.labels, since=body.since, until=body.until, limit=body.page_size,
         offset=(body.page - 1) * body.page_size)
@@ -153,7 +148,7 @@ async def list_jobs(body: ListJobs, request: Request, caller: Caller) -> dict[st
 
 @router.post("/api/compute/jobs/cancel")
 async def cancel_job(body: JobRef, request: Request, caller: Caller) -> dict[str, Any]:
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     svc = services(request)
     job = await svc.jobs.cancel(ctx, body.job_id)
     return ok(await svc.jobs.detail(ctx, job.id), "Cancellation requested." if not job.terminal else job.state)
@@ -161,7 +156,7 @@ async def cancel_job(body: JobRef, request: Request, caller: Caller) -> dict[str
 
 @router.post("/api/compute/jobs/retry")
 async def retry_job(body: JobRef, request: Request, caller: Caller) -> dict[str, Any]:
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     svc = services(request)
     job = await svc.jobs.retry(ctx, body.job_id)
     return ok(await svc.jobs.detail(ctx, job.id), "Job requeued.")
@@ -170,7 +165,7 @@ async def retry_job(body: JobRef, request: Request, caller: Caller) -> dict[str,
 @router.get("/api/compute/jobs/{job_id}/logs", response_model=None)
 async def job_logs(job_id: str, request: Request, caller: Caller) -> Any:
     svc = services(request)
-    await svc.jobs.get(await workspace(request, caller, None), job_id)
+    await svc.jobs.get(await context_for(request, caller, None), job_id)
     return job_log_stream(svc.jobs, job_id, last_event_id(request), follow=True, stop=svc.stopping)
 
 
@@ -179,7 +174,7 @@ async def job_logs(job_id: str, request: Request, caller: Caller) -> Any:
 @router.post("/api/compute/nodes/register")
 async def register_node(body: RegisterNode, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     registered = await svc.nodes.register(ctx, body.name, dict(body.labels), body.capacity, body.version)
     return ok(registered, "Node registered; keep its nodeKey: it is shown once.")
 
@@ -225,7 +220,7 @@ async def _node_for(request: Request, caller: Principal, body: NodeRef) -> tuple
         return await svc.nodes.authenticate(caller), None
     if not body.node_id:
         raise InvalidRequest("nodeId is required", extra={"error_code": "VALIDATION_ERROR"})
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     return await svc.nodes.get(ctx, body.node_id), ctx
 
 
@@ -239,7 +234,7 @@ async def drain_node(body: NodeRef, request: Request, caller: Caller) -> dict[st
 
 @router.post("/api/compute/nodes/list")
 async def list_nodes(body: NodeRef, request: Request, caller: Caller) -> dict[str, Any]:
-    ctx = await workspace(request, caller, body.workspace_id)
+    ctx = await context_for(request, caller, body.workspace_id)
     return ok(await services(request).nodes.list(ctx))
 
 
@@ -263,7 +258,7 @@ async def _job_access(request: Request, caller: Principal, job_id: str, write: b
         if job is None or job.node_id != node.id:
             raise NotFound(f"Job '{job_id}' was not found.")
         return
-    ctx = await workspace(request, caller, None)
+    ctx = await context_for(request, caller, None)
     await svc.jobs.get(ctx, job_id)
     if write:
         await require(svc.db, ctx, WRITE, "artifact.upload")

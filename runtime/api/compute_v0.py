@@ -12,9 +12,9 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from runtime.api.compute_models import CreateWebhook, Limits, SubmitJob
-from runtime.api.deps import principal, project_by_path, services
+from runtime.api.deps import context_for, principal, project_by_path, services
 from runtime.api.sse import job_log_stream, last_event_id
-from runtime.auth.access import ADMIN, READ, ProjectContext, require, resolve_project
+from runtime.auth.access import ADMIN, READ, ProjectContext, require
 from runtime.auth.principal import Principal
 from runtime.compute import billing
 from runtime.compute.jobs import job_view
@@ -115,11 +115,6 @@ async def audit_log(request: Request, ctx: Workspace, since: str | None = None, 
 
 # ---- jobs ------------------------------------------------------------------------------------------------------
 
-async def active_workspace(request: Request, caller: Principal) -> ProjectContext:
-    return await resolve_project(services(request).db, caller, request.headers.get("x-project-id"),
-                                 request.headers.get("x-project-slug"))
-
-
 def _labels(values: list[str]) -> dict[str, str]:
     out = {}
     for item in values:
@@ -133,8 +128,7 @@ def _labels(values: list[str]) -> dict[str, str]:
 @router.post("/jobs", status_code=201)
 async def submit_job(body: SubmitJob, request: Request, response: Response, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await resolve_project(svc.db, caller, body.workspace_id or request.headers.get("x-project-id"),
-                                request.headers.get("x-project-slug"))
+    ctx = await context_for(request, caller, body.workspace_id)
     done = await svc.jobs.submit(ctx, body.spec(), request.headers.get("idempotency-key"))
     if done.warnings:
         response.headers["X-Compute-Usage-Warning"] = "; ".join(done.warnings)
@@ -154,7 +148,7 @@ async def list_jobs(request: Request, caller: Caller,
     bad = [s for s in states if s not in STATES]
     if bad:
         raise InvalidRequest(f"unknown state {bad}; use {list(STATES)}")
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     found, total = await services(request).jobs.list(ctx, states=states or None, labels=_labels(label or []),
                                                      since=since, until=until, limit=page_size,
                                                      offset=(page - 1) * page_size)
@@ -163,13 +157,13 @@ async def list_jobs(request: Request, caller: Caller,
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    return await services(request).jobs.detail(await active_workspace(request, caller), job_id)
+    return await services(request).jobs.detail(await context_for(request, caller), job_id)
 
 
 @router.post("/jobs/{job_id}:cancel")
 async def cancel_job(job_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     job = await svc.jobs.cancel(ctx, job_id)
     return await svc.jobs.detail(ctx, job.id)
 
@@ -178,7 +172,7 @@ async def cancel_job(job_id: str, request: Request, caller: Caller) -> dict[str,
 async def job_logs(job_id: str, request: Request, caller: Caller, follow: bool = False,
                    after: Annotated[int, Query(ge=0)] = 0) -> Any:
     svc = services(request)
-    await svc.jobs.get(await active_workspace(request, caller), job_id)
+    await svc.jobs.get(await context_for(request, caller), job_id)
     start = last_event_id(request, after)
     if follow:
         return job_log_stream(svc.jobs, job_id, start, follow=True, stop=svc.stopping)
@@ -190,20 +184,20 @@ async def job_logs(job_id: str, request: Request, caller: Caller, follow: bool =
 
 @router.get("/agents")
 async def list_agents(request: Request, caller: Caller) -> dict[str, Any]:
-    items = await services(request).nodes.list(await active_workspace(request, caller))
+    items = await services(request).nodes.list(await context_for(request, caller))
     return {"items": items, "total": len(items)}
 
 
 @router.get("/agents/{agent_id}")
 async def get_agent(agent_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    return await node_view(svc.db, await svc.nodes.get(await active_workspace(request, caller), agent_id))
+    return await node_view(svc.db, await svc.nodes.get(await context_for(request, caller), agent_id))
 
 
 @router.post("/agents/{agent_id}:drain")
 async def drain_agent(agent_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     node = await svc.nodes.drain(caller, await svc.nodes.get(ctx, agent_id), ctx)
     return await node_view(svc.db, node)
 
@@ -211,7 +205,7 @@ async def drain_agent(agent_id: str, request: Request, caller: Caller) -> dict[s
 @router.delete("/agents/{agent_id}", status_code=204)
 async def delete_agent(agent_id: str, request: Request, caller: Caller) -> Response:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await svc.nodes.delete(ctx, await svc.nodes.get(ctx, agent_id))
     return Response(status_code=204)
 
@@ -222,20 +216,20 @@ async def delete_agent(agent_id: str, request: Request, caller: Caller) -> Respo
 async def billing_usage(request: Request, caller: Caller, window_start: Annotated[
         str | None, Query(alias="windowStart")] = None, window_end: Annotated[
         str | None, Query(alias="windowEnd")] = None) -> dict[str, Any]:
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(services(request).db, ctx, READ, "billing.read")
     return await billing.usage(services(request).db, ctx.project.id, window_start, window_end)
 
 
 @router.get("/billing/invoices")
 async def invoices(request: Request, caller: Caller) -> dict[str, Any]:
-    await active_workspace(request, caller)
+    await context_for(request, caller)
     return {"items": [], "total": 0, "note": "A local runtime (Hobby plan) has no invoices."}
 
 
 @router.get("/billing/limits")
 async def get_limits(request: Request, caller: Caller) -> dict[str, Any]:
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(services(request).db, ctx, READ, "billing.read")
     return await services(request).jobs.limits.get(ctx.project.id)
 
@@ -243,7 +237,7 @@ async def get_limits(request: Request, caller: Caller) -> dict[str, Any]:
 @router.patch("/billing/limits")
 async def patch_limits(body: Limits, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(svc.db, ctx, ADMIN, "billing.limits")
     changes = body.model_dump(by_alias=True, exclude_unset=True)
     await svc.jobs.limits.set(ctx.project.id, changes)
@@ -258,7 +252,7 @@ async def patch_limits(body: Limits, request: Request, caller: Caller) -> dict[s
 @router.post("/webhooks", status_code=201)
 async def create_webhook(body: CreateWebhook, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(svc.db, ctx, ADMIN, "webhook.create")
     async with svc.db.transaction() as tx:
         hook = await svc.webhooks.create(tx, ctx.project.id, body.url, list(body.events))
@@ -270,7 +264,7 @@ async def create_webhook(body: CreateWebhook, request: Request, caller: Caller) 
 @router.get("/webhooks")
 async def list_webhooks(request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(svc.db, ctx, READ, "webhook.list")
     items = await svc.webhooks.list(ctx.project.id)
     return {"items": items, "total": len(items)}
@@ -279,7 +273,7 @@ async def list_webhooks(request: Request, caller: Caller) -> dict[str, Any]:
 @router.get("/webhooks/{hook_id}/deliveries")
 async def webhook_deliveries(hook_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(svc.db, ctx, ADMIN, "webhook.read")
     if hook_id not in {h["id"] for h in await svc.webhooks.list(ctx.project.id)}:
         raise NotFound(f"Webhook '{hook_id}' was not found.")
@@ -289,7 +283,7 @@ async def webhook_deliveries(hook_id: str, request: Request, caller: Caller) -> 
 @router.delete("/webhooks/{hook_id}", status_code=204)
 async def delete_webhook(hook_id: str, request: Request, caller: Caller) -> Response:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(svc.db, ctx, ADMIN, "webhook.delete")
     async with svc.db.transaction() as tx:
         await svc.webhooks.delete(tx, ctx.project.id, hook_id)
@@ -300,7 +294,7 @@ async def delete_webhook(hook_id: str, request: Request, caller: Caller) -> Resp
 @router.post("/webhooks/{hook_id}:rotate-secret")
 async def rotate_webhook_secret(hook_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     svc = services(request)
-    ctx = await active_workspace(request, caller)
+    ctx = await context_for(request, caller)
     await require(svc.db, ctx, ADMIN, "webhook.rotate_secret")
     async with svc.db.transaction() as tx:
         rotated = await svc.webhooks.rotate(tx, ctx.project.id, hook_id)

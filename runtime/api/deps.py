@@ -95,9 +95,15 @@ async def inference_principal(request: Request) -> Principal | None:
     return found
 
 
-async def project_context(request: Request, caller: Principal = Depends(principal)) -> ProjectContext:
-    return await resolve_project(services(request).db, caller, request.headers.get("x-project-id"),
+async def context_for(request: Request, caller: Principal, project_id: str | None = None) -> ProjectContext:
+    """The caller's project: `project_id` (a body's workspaceId) or X-Project-ID, else X-Project-Slug, else
+    their only one (seed 001's order)."""
+    return await resolve_project(services(request).db, caller, project_id or request.headers.get("x-project-id"),
                                  request.headers.get("x-project-slug"))
+
+
+async def project_context(request: Request, caller: Principal = Depends(principal)) -> ProjectContext:
+    return await context_for(request, caller)
 
 
 async def project_by_path(request: Request, project_id: str, caller: Principal = Depends(principal)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.auth import keys
-from runtime.auth.access import ADMIN, OWNER, READ, WRITE, PermissionDenied, ProjectContext, require
+from runtime.auth.access import ADMIN, OWNER, READ, PermissionDenied, ProjectContext, require
 from runtime.auth.keys import KeyKind
 from runtime.auth.principal import Authenticator, Principal
 from runtime.auth.secretbox import SecretBox, mask
-from runtime.errors import InvalidRequest, NotFound, TarxError
+from runtime.errors import Conflict, InvalidRequest, NotFound, TarxError
 from runtime.store import Database, api_keys, audit, identity
 from runtime.store import secrets as secret_store
 from runtime.store.api_keys import ApiKey
@@ -32,10 +32,6 @@ HOSTED_ENTITLEMENT = "supercomputer"
 ENTITLEMENTS = (HOSTED_ENTITLEMENT,)
 OTP_TTL = timedelta(minutes=10)
 OTP_MAX_ATTEMPTS = 5
-
-
-class Conflict(TarxError):
-    status, type, code = 409, "invalid_request_error", "conflict"
 
 
 @dataclass
@@ -239,4 +235,4 @@ def _code_hash(user_id: str, code: str) -> str:
     return hashlib.sha256(f"{user_id}:{code}".encode()).hexdigest()
 
 
-__all__ = ["ADMIN", "OWNER", "READ", "WRITE", "Accounts", "Conflict", "MintedKey"]
+__all__ = ["Accounts", "MintedKey"]

@@ -14,6 +14,7 @@ from runtime.errors import TarxError
 from runtime.store import Database, api_keys, identity
 from runtime.store.api_keys import ApiKey
 from runtime.store.audit import Actor
+from runtime.store.db import utcnow
 from runtime.store.identity import User
 
 JWT_ALGORITHM = "HS256"
@@ -83,7 +84,7 @@ class Authenticator:
             self._cache[parsed.hash] = (now + CACHE_SECONDS, key, user)
         if key.revoked_at is not None:
             raise AuthError("The API key was revoked.", "tarx_api_key_revoked", "API_KEY_REVOKED")
-        if key.expires_at is not None and key.expires_at <= _now_iso():
+        if key.expires_at is not None and key.expires_at <= utcnow():
             raise AuthError("The API key has expired.", "tarx_api_key_expired", "API_KEY_EXPIRED")
         if now - self._touched.get(key.id, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS:
             self._touched[key.id] = now
@@ -127,7 +128,3 @@ class Authenticator:
         if credential.count(".") == 2 and not keys.parse(credential):
             return await self.from_jwt(credential, client)
         return await self.from_key(credential, client)
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

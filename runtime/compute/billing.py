@@ -7,7 +7,7 @@ from typing import Any
 
 from runtime.errors import TarxError
 from runtime.store import Database, jobs
-from runtime.store.db import utcnow
+from runtime.store.db import iso, utcnow
 
 # Seed 004's plans; a local runtime is always on Hobby.
 PLANS = [
@@ -32,11 +32,7 @@ def month_window(now: datetime | None = None) -> tuple[str, str]:
     now = now or datetime.now(UTC)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return _iso(start), _iso(end)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(start), iso(end)
 
 
 def subscription() -> dict[str, Any]:

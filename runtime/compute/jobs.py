@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
@@ -20,12 +19,12 @@ from runtime.compute import billing
 from runtime.compute.artifacts import list_for_job
 from runtime.compute.signals import Signals
 from runtime.compute.webhooks import WebhookService
-from runtime.errors import InvalidRequest, NotFound, TarxError
+from runtime.errors import Conflict, InvalidRequest, NotFound, TarxError
 from runtime.store import Database, audit
 from runtime.store import jobs as job_store
 from runtime.store import nodes as node_store
 from runtime.store.batch import InsertBatcher
-from runtime.store.db import utcnow
+from runtime.store.db import iso_in, utcnow
 from runtime.store.jobs import ACTIVE, TERMINAL, Job
 from runtime.store.nodes import Node
 
@@ -34,16 +33,8 @@ log = logging.getLogger("tarx.compute")
 JOB_TYPES = ("COMMAND",)
 
 
-class Conflict(TarxError):
-    status, type, code = 409, "invalid_request_error", "conflict"
-
-
 class QuotaExceeded(TarxError):
     status, type, code = 429, "rate_limit_error", "quota_exceeded"
-
-
-def iso_in(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def job_view(job: Job) -> dict[str, Any]:

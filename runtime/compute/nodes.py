@@ -9,7 +9,6 @@ from runtime.auth import keys
 from runtime.auth.access import ADMIN, READ, WRITE, ProjectContext, require
 from runtime.auth.keys import KeyKind
 from runtime.auth.principal import AuthError, Principal
-from runtime.compute.jobs import iso_in
 from runtime.errors import NotFound
 from runtime.store import Database, api_keys, audit
 from runtime.store import jobs as job_store
@@ -82,11 +81,8 @@ class NodeService:
         await require(self.db, ctx, ADMIN, "node.delete")
         async with self.db.transaction() as tx:
             await node_store.set_state(tx, node.id, "deleted")
-            await tx.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE subject_id = ? "
-                             "AND kind = 'node'", (iso_in(0), node.id))
-            # Its jobs go back to the queue through the lease reaper, at once.
-            await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN "
-                             "('ASSIGNED', 'RUNNING')", (iso_in(-1), node.id))
+            await api_keys.revoke_node_keys(tx, node.id)
+            await job_store.expire_leases(tx, node.id)  # its jobs go back to the queue at the reaper's next pass
             await audit.write(tx, ctx.principal.actor, "node.delete", target=node.id, project_id=node.project_id)
         self.keys_changed()
 
@@ -94,8 +90,7 @@ class NodeService:
         """A new node key; the one used for the call (or every old one, for an admin) stops working."""
         plaintext = keys.generate(KeyKind.node)
         async with self.db.transaction() as tx:
-            await tx.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE subject_id = ? "
-                             "AND kind = 'node'", (iso_in(0), node.id))
+            await api_keys.revoke_node_keys(tx, node.id)
             key = await api_keys.insert(tx, kind=KeyKind.node.value, user_id=actor.user.id, name=f"node {node.name}",
                                         key_hash=keys.hash_key(plaintext),
                                         display_prefix=keys.display_prefix(plaintext), project_id=node.project_id,

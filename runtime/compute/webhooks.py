@@ -23,7 +23,7 @@ from runtime.auth.secretbox import SecretBox
 from runtime.compute.signals import Signals
 from runtime.errors import NotFound
 from runtime.store import Database
-from runtime.store.db import utcnow
+from runtime.store.db import iso_in, utcnow
 from runtime.store.ids import new_id
 
 log = logging.getLogger("tarx.webhooks")
@@ -35,10 +35,6 @@ DELIVERY_INSERT = ("INSERT INTO webhook_deliveries (id, webhook_id, event, paylo
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def _iso(dt: datetime) -> str:
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def view(row: Any) -> dict[str, Any]:
@@ -93,7 +89,7 @@ class WebhookService:
     async def rotate(self, tx: aiosqlite.Connection, project_id: str, hook_id: str) -> dict[str, Any]:
         row = await self._get(tx, project_id, hook_id)
         secret = new_secret()
-        until = _iso(datetime.now(UTC) + self.rotation_grace)
+        until = iso_in(self.rotation_grace.total_seconds())
         await tx.execute("UPDATE webhooks SET secret = ?, previous_secret = ?, previous_valid_until = ? WHERE id = ?",
                          (self.box.seal(secret), row["secret"], until, hook_id))
         return {**view(row), "secret": secret, "previousSecretValidUntil": until}
@@ -203,7 +199,7 @@ class WebhookService:
             delay = retry_after if retry_after is not None else self.base_backoff * 2 ** (attempts - 1)
             await tx.execute("UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ?, "
                              "next_attempt_at = ? WHERE id = ?",
-                             (attempts, status, error, _iso(datetime.now(UTC) + timedelta(seconds=delay)), d["id"]))
+                             (attempts, status, error, iso_in(delay), d["id"]))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -101,12 +101,6 @@ class ModelWorker:
         with self._cond:
             return {c.value: len(q) for c, q in self._pending.items()}
 
-    def backpressure(self) -> str:
-        waiting = sum(self.depth().values())
-        if waiting >= self.settings.queue_max:
-            return "saturated"
-        return "elevated" if waiting > 0 else "normal"
-
     def stop(self) -> None:
         with self._cond:
             self._stopping = True

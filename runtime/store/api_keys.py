@@ -73,5 +73,11 @@ async def revoke(tx: aiosqlite.Connection, key_id: str) -> None:
     await tx.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (utcnow(), key_id))
 
 
+async def revoke_node_keys(tx: aiosqlite.Connection, node_id: str) -> None:
+    """Every key that stands for this node stops working."""
+    await tx.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE subject_id = ? AND kind = 'node'",
+                     (utcnow(), node_id))
+
+
 async def touch(db: Database, key_id: str) -> None:
     await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (utcnow(), key_id))

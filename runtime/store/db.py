@@ -7,7 +7,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,23 @@ import aiosqlite
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+def iso(moment: datetime) -> str:
+    """RFC 3339 UTC with millisecond precision, sortable as text: the one time format in the database."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utcnow() -> str:
-    """RFC 3339 UTC with millisecond precision, sortable as text."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
+
+
+def iso_in(seconds: float) -> str:
+    """Now plus `seconds` (negative for the past)."""
+    return iso(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+def connection(db: Database | aiosqlite.Connection) -> aiosqlite.Connection:
+    """Reads that may run inside a caller's transaction take its connection; the same one underlies Database."""
+    return db.conn if isinstance(db, Database) else db
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from runtime.store.db import Database, utcnow
+from runtime.store.db import Database, connection, utcnow
 from runtime.store.ids import new_id
 
 ROLES = ("member", "editor", "admin", "owner")  # ascending power
@@ -75,13 +75,9 @@ async def get_user(db: Database, user_id: str) -> User | None:
     return _user(row) if row else None
 
 
-def _conn(db: Database | aiosqlite.Connection) -> aiosqlite.Connection:
-    """Reads that may run inside a caller's transaction take its connection; the same one underlies Database."""
-    return db.conn if isinstance(db, Database) else db
-
 
 async def user_by_email(db: Database | aiosqlite.Connection, email: str) -> User | None:
-    async with _conn(db).execute("SELECT * FROM users WHERE email = ?", (email.lower(),)) as cur:
+    async with connection(db).execute("SELECT * FROM users WHERE email = ?", (email.lower(),)) as cur:
         row = await cur.fetchone()
     return _user(row) if row else None
 
@@ -123,7 +119,8 @@ async def create_project(tx: aiosqlite.Connection, owner_id: str, name: str, slu
 
 
 async def slug_taken(db: Database | aiosqlite.Connection, owner_id: str, slug: str) -> bool:
-    async with _conn(db).execute("SELECT 1 FROM projects WHERE owner_id = ? AND slug = ?", (owner_id, slug)) as cur:
+    sql = "SELECT 1 FROM projects WHERE owner_id = ? AND slug = ?"
+    async with connection(db).execute(sql, (owner_id, slug)) as cur:
         return await cur.fetchone() is not None
 
 

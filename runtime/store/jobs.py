@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from runtime.store.db import Database, utcnow
+from runtime.store.db import Database, connection, iso_in, utcnow
 from runtime.store.ids import new_id
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
@@ -98,18 +98,15 @@ async def record_transition(tx: aiosqlite.Connection, job_id: str, attempt: int,
     await tx.execute(TRANSITION_INSERT, (job_id, attempt, state, reason, node_id, time or utcnow()))
 
 
-def _conn(db: Database | aiosqlite.Connection) -> aiosqlite.Connection:
-    return db.conn if isinstance(db, Database) else db
-
 
 async def get(db: Database | aiosqlite.Connection, job_id: str) -> Job | None:
-    async with _conn(db).execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+    async with connection(db).execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
         row = await cur.fetchone()
     return _job(row) if row else None
 
 
 async def by_idempotency_key(db: Database | aiosqlite.Connection, project_id: str, key: str) -> Job | None:
-    async with _conn(db).execute("SELECT * FROM jobs WHERE project_id = ? AND idempotency_key = ?",
+    async with connection(db).execute("SELECT * FROM jobs WHERE project_id = ? AND idempotency_key = ?",
                                  (project_id, key)) as cur:
         row = await cur.fetchone()
     return _job(row) if row else None
@@ -188,13 +185,19 @@ async def expired_leases(db: Database, now: str) -> list[Job]:
     return [_job(r) for r in rows]
 
 
+async def expire_leases(tx: aiosqlite.Connection, node_id: str) -> None:
+    """Let the lease reaper take this node's jobs back at its next pass."""
+    await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
+                     (iso_in(-1), node_id))
+
+
 async def renew_leases(tx: aiosqlite.Connection, node_id: str, until: str) -> None:
     await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
                      (until, node_id))
 
 
 async def active_on_node(db: Database | aiosqlite.Connection, node_id: str) -> list[Job]:
-    async with _conn(db).execute("SELECT * FROM jobs WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
+    async with connection(db).execute("SELECT * FROM jobs WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
                                  (node_id,)) as cur:
         return [_job(r) for r in await cur.fetchall()]
 

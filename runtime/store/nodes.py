@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from runtime.store.db import Database, utcnow
+from runtime.store.db import Database, connection, utcnow
 from runtime.store.ids import new_id
 
 
@@ -31,9 +31,6 @@ def _node(row: Any) -> Node:
     return Node(**data)
 
 
-def _conn(db: Database | aiosqlite.Connection) -> aiosqlite.Connection:
-    return db.conn if isinstance(db, Database) else db
-
 
 async def insert(tx: aiosqlite.Connection, project_id: str, name: str, labels: dict[str, str], capacity: int,
                  version: str | None) -> Node:
@@ -46,7 +43,7 @@ async def insert(tx: aiosqlite.Connection, project_id: str, name: str, labels: d
 
 
 async def get(db: Database | aiosqlite.Connection, node_id: str) -> Node | None:
-    async with _conn(db).execute("SELECT * FROM nodes WHERE id = ?", (node_id,)) as cur:
+    async with connection(db).execute("SELECT * FROM nodes WHERE id = ?", (node_id,)) as cur:
         row = await cur.fetchone()
     return _node(row) if row else None
 
