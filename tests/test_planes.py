@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from conftest import LONG_PROMPT, Runtime, chat_body
-from identity_helpers import bearer, owner_key
+from identity_helpers import bearer, owner_key, user_key
 
 HOSTED = {"x-tarx-execution-policy": "supercomputer-fast", "x-tarx-privacy-tier": "mesh_safe"}
 QUIET = {"TARX_LOCAL_NODE": "false"}
@@ -205,11 +205,18 @@ def test_owner_configures_the_hosted_plane(make_runtime, upstream: Runtime) -> N
     rt = make_runtime(QUIET, name="configured")
     owner = bearer(owner_key(rt))
     assert httpx.get(rt.url + "/v1/routes").json()["data"][1]["available"] is False
-    member_key = httpx.post(rt.url + "/api/keys", json={"name": "x"}, headers=owner).json()["key"]
+    project = httpx.get(rt.url + "/api/v1/projects", headers=owner).json()["items"][0]["id"]
+    httpx.post(rt.url + f"/api/v1/projects/{project}/members", json={"email": "admin@example.com", "role": "admin"},
+               headers=owner)
+    admin = bearer(user_key(rt, "admin@example.com"))  # an admin of a project is still not the runtime's owner
+    r = httpx.put(rt.url + "/api/planes/supercomputer", json={"url": upstream.url}, headers=admin)
+    assert r.status_code == 403
+    assert httpx.get(rt.url + "/v1/routes").json()["data"][1]["available"] is False
     r = httpx.put(rt.url + "/api/planes/supercomputer", json={"url": upstream.url}, headers=owner)
     assert r.status_code == 200
     assert httpx.get(rt.url + "/v1/routes").json()["data"][1]["available"] is True
-    assert member_key.startswith("tarx_")
+    hosted_key = httpx.post(rt.url + "/api/keys", json={"name": "h", "scope": "supercomputer"}, headers=owner)
+    assert hosted_key.status_code == 402  # configuring the plane grants no entitlement
 
 
 @pytest.fixture
