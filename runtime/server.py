@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -16,8 +20,14 @@ from runtime.config import Settings
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: int = logging.INFO, path: Path | None = None) -> None:
+    """Log to stderr, or to `path` when a console owns the terminal."""
+    handler: logging.Handler
+    if path is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -29,6 +39,25 @@ class Server(uvicorn.Server):
     """uvicorn, plus: a stop signal ends in-flight generations at once (streams close with a final event)."""
 
     _loop: asyncio.AbstractEventLoop | None = None
+    # False when embedded in the console: the console owns the process's signals and stops the server itself.
+    own_signals: bool = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self.own_signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+    def _services(self) -> Any:
+        return getattr(getattr(self.config.app, "state", None), "services", None)
+
+    def stop(self) -> None:
+        """Stop from the server's own loop, as a signal would."""
+        self.should_exit = True
+        if (services := self._services()) is not None:
+            services.begin_shutdown()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -38,7 +67,7 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
         # uvicorn re-raises the signal once it has shut down; a requested stop is a clean exit (status 0).
         self._captured_signals.clear()
-        services = getattr(getattr(self.config.app, "state", None), "services", None)
+        services = self._services()
         if services is not None and self._loop is not None:
             # Signal handlers must not take the workers' locks; hand the work to the event loop.
             self._loop.call_soon_threadsafe(services.begin_shutdown)

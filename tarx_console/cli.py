@@ -27,10 +27,12 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tarx", description="TARX local AI runtime and console")
-    parser.add_argument("--url", help="runtime to manage (env TARX_URL; default: the current context)")
-    parser.add_argument("--key", help="API key for --url (env TARX_API_KEY)")
+    parser.add_argument("--url", "--remote", dest="url",
+                        help="runtime to attach to or manage (env TARX_URL; default: the current context)")
+    parser.add_argument("--key", help="API key for --url/--remote (env TARX_API_KEY)")
     parser.add_argument("--context", help="use this saved context instead of the current one")
     parser.add_argument("--data-dir", type=Path, help="local data dir (env TARX_DATA_DIR)")
+    parser.add_argument("--no-mouse", action="store_true", help="console: keyboard only (mouse reporting off)")
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the runtime")
@@ -283,13 +285,35 @@ def _node(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console(args: argparse.Namespace) -> int:
+    from tarx_console.app import Launch, TarxApp
+    from tarx_console.client.connect import resolve_target
+    from tarx_console.config import ConsoleConfig
+
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        print("tarx: the console needs a terminal; use `tarx serve --headless` to run only the runtime",
+              file=sys.stderr)
+        return 2
+    try:
+        target = resolve_target(args.url, args.key, args.context)
+    except KeyError as exc:
+        print(f"tarx: {exc.args[0]}", file=sys.stderr)
+        return 1
+    config = ConsoleConfig.load()
+    if args.no_mouse:
+        config.mouse = False
+    TarxApp(config, Launch(target, _settings(args))).run(mouse=config.mouse)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in (None, "serve"):
-        if args.command is None:
-            # The console is not built yet: `tarx` runs the runtime in the foreground meanwhile.
-            args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "serve", "--headless"])
+    if args.command is None:
+        return _console(args)
+    if args.command == "serve":
+        if not args.headless:
+            return _console(args)
         from runtime.server import serve
 
         try:

@@ -26,9 +26,10 @@ def free_port() -> int:
 class Runtime:
     """One runtime process. `stop()` sends SIGTERM and returns the exit code."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, config_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, config_dir: Path | None = None,
+                 port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-stderr.log"
         full_env = {

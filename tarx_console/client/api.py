@@ -5,11 +5,16 @@ No textual imports here.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 KEY_KINDS = ("tarx", "platform", "compute")
+JOB_STATES = ("QUEUED", "ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+PAGE_MAX = 500  # /v0/jobs' largest page
 
 
 class ClientError(Exception):
@@ -43,6 +48,13 @@ class TarxClient:
         if key:
             self.http.headers["Authorization"] = f"Bearer {key}"
 
+    def use_project(self, project_id: str | None) -> None:
+        """Act in this project (X-Project-ID), as k9s acts in a namespace; None: the caller's only project."""
+        if project_id:
+            self.http.headers["X-Project-ID"] = project_id
+        else:
+            self.http.headers.pop("X-Project-ID", None)
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -60,8 +72,14 @@ class TarxClient:
     # ---- runtime -------------------------------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
+        """Health answers 503 with a body when the default model is unusable; that is news, not an error."""
         r = await self.http.get("/v1/health")
+        if r.status_code not in (200, 503):
+            raise _error_from(r)
         return r.json()
+
+    async def usage(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/usage")
 
     async def version(self) -> dict[str, Any]:
         return await self._call("GET", "/api/version")
@@ -130,3 +148,91 @@ class TarxClient:
 
     async def create_project(self, name: str, slug: str | None = None) -> dict[str, Any]:
         return await self._call("POST", "/api/v1/projects", json={"name": name, **({"slug": slug} if slug else {})})
+
+    async def members(self, project_id: str) -> list[dict[str, Any]]:
+        return (await self._call("GET", f"/api/v1/projects/{project_id}/members", params={"per_page": 200}))["items"]
+
+    async def add_member(self, project_id: str, email: str, role: str) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/projects/{project_id}/members", json={"email": email, "role": role})
+
+    async def remove_member(self, project_id: str, user_id: str) -> str:
+        await self._call("DELETE", f"/api/v1/projects/{project_id}/members/{user_id}")
+        return user_id
+
+    # ---- jobs ------------------------------------------------------------------------------------------------------
+
+    async def list_jobs(self, limit: int = 1000, state: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """The newest `limit` jobs (pages of up to 500) and how many there are in all."""
+        items: list[dict[str, Any]] = []
+        page, total = 1, 0
+        while len(items) < limit:
+            size = min(PAGE_MAX, limit - len(items))
+            params: dict[str, Any] = {"page": page, "pageSize": size, **({"state": state} if state else {})}
+            body = await self._call("GET", "/v0/jobs", params=params)
+            items += body["items"]
+            total = body["total"]
+            if len(body["items"]) < size:
+                break
+            page += 1
+        return items[:limit], total
+
+    async def job_counts(self) -> dict[str, int]:
+        async def count(state: str) -> int:
+            return (await self._call("GET", "/v0/jobs", params={"state": state, "pageSize": 1}))["total"]
+
+        totals = await asyncio.gather(*(count(s) for s in JOB_STATES))
+        return dict(zip(JOB_STATES, totals, strict=True))
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v0/jobs/{job_id}")
+
+    async def submit_job(self, command: str, *, labels: dict[str, str] | None = None, timeout_seconds: int = 3600,
+                         max_attempts: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"command": command, "timeoutSeconds": timeout_seconds, "labels": labels or {}}
+        if max_attempts is not None:
+            body["maxAttempts"] = max_attempts
+        return await self._call("POST", "/v0/jobs", json=body)
+
+    async def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/v0/jobs/{job_id}:cancel")
+
+    async def retry_job(self, job_id: str) -> dict[str, Any]:
+        return await self._call("POST", "/api/compute/jobs/retry", json={"jobId": job_id})
+
+    async def follow_job_log(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """The job's log lines after sequence `after`, as they arrive, then one `{"end": …}` record.
+
+        A dropped connection resumes where it left off (`Last-Event-ID`), so no line is lost or repeated."""
+        while True:
+            headers = {"Last-Event-ID": str(after), "Accept": "text/event-stream"}
+            try:
+                async with self.http.stream("GET", f"/v0/jobs/{job_id}/logs", params={"follow": "true"},
+                                            headers=headers, timeout=httpx.Timeout(60, read=None)) as r:
+                    if r.status_code >= 400:
+                        await r.aread()
+                        raise _error_from(r)
+                    event: dict[str, str] = {}
+                    async for line in r.aiter_lines():
+                        if line:
+                            if not line.startswith(":"):
+                                name, _, value = line.partition(":")
+                                event[name] = value.removeprefix(" ")
+                            continue
+                        if event.get("event") == "log":
+                            record = json.loads(event["data"])
+                            after = record["seq"]
+                            yield record
+                        elif event.get("event") == "end":
+                            yield {"end": json.loads(event["data"])}
+                            return
+                        event = {}
+            except (httpx.TransportError, httpx.StreamError):
+                await asyncio.sleep(1)
+
+    # ---- nodes (v0 calls them agents) ------------------------------------------------------------------------------
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/v0/agents"))["items"]
+
+    async def drain_node(self, node_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/v0/agents/{node_id}:drain")

@@ -1,0 +1,82 @@
+"""A DataTable kept in step with the latest rows by diff: rows that left are removed, changed cells updated,
+new rows added, and the order set once. Never cleared and refilled on a refresh, so the cursor and the scroll
+position stay where the user left them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+
+class Row(NamedTuple):
+    key: str
+    values: tuple[str, ...]
+    style: str = ""  # the whole row's style, e.g. its state's colour
+
+
+class DiffTable(DataTable):
+    # Removing one row costs O(rows) in DataTable; past this many removals at once, rebuilding is cheaper.
+    REBUILD_AT = 200
+
+    def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: object) -> None:
+        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+        self.column_spec = list(columns)  # (key, label)
+        self._shown: dict[str, tuple[tuple[str, ...], str]] = {}
+        self._first: dict[str, Text] = {}  # each row's first cell object: how sort() recognises a row
+        self._order: list[str] = []
+        self.changes = 0  # cells written by the last sync (for tests and the benchmark)
+
+    def on_mount(self) -> None:
+        for key, label in self.column_spec:
+            self.add_column(label, key=key)
+
+    @property
+    def current_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def sync(self, rows: Sequence[Row]) -> None:
+        wanted = {row.key: (row.values, row.style) for row in rows}
+        cursor_key = self.current_key
+        columns = [key for key, _ in self.column_spec]
+        gone = [key for key in self._shown if key not in wanted]
+        changes = 0
+        with self.app.batch_update():
+            if len(gone) > self.REBUILD_AT:
+                self.clear()
+                self._shown.clear()
+                self._first.clear()
+                gone = []
+            for key in gone:
+                self.remove_row(key)
+                del self._shown[key], self._first[key]
+            added = False
+            for key, (values, style) in wanted.items():
+                old = self._shown.get(key)
+                if old is None:
+                    cells = [Text(v, style=style) for v in values]
+                    self.add_row(*cells, key=key)
+                    self._first[key] = cells[0]
+                    changes += len(cells)
+                    added = True
+                elif old != (values, style):
+                    for col, value in enumerate(values):
+                        if style != old[1] or value != old[0][col]:
+                            cell = Text(value, style=style)
+                            self.update_cell(key, columns[col], cell, update_width=True)
+                            if col == 0:
+                                self._first[key] = cell
+                            changes += 1
+                self._shown[key] = (values, style)
+            order = list(wanted)
+            if added or gone or order != self._order:
+                rank = {id(self._first[key]): i for i, key in enumerate(order)}
+                self.sort(key=lambda cells: rank[id(cells[0])])
+                self._order = order
+            if cursor_key in wanted:
+                self.move_cursor(row=self.get_row_index(cursor_key), scroll=False)
+        self.changes = changes

@@ -1,0 +1,1 @@
+"""Console themes as data: one TOML file per theme (see tarx_console/theming.py)."""
