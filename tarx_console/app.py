@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -24,6 +25,8 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import LoadingIndicator, Static
 
+from runtime import __version__
+from runtime.api.middleware import CONSOLE_AGENT
 from runtime.config import Settings
 from tarx_console.client.api import ClientError, TarxClient
 from tarx_console.client.connect import Target
@@ -32,6 +35,7 @@ from tarx_console.host import EmbeddedRuntime, PortState, free_port, owner_key, 
 from tarx_console.metrics import Rates
 from tarx_console.screens import ALIASES, VIEWS, resolve_view
 from tarx_console.screens.dialogs import PortTakenDialog
+from tarx_console.terminal import HangupSafeDriver
 from tarx_console.theming import load_themes, theme_dirs
 from tarx_console.widgets.header import Connection
 
@@ -86,7 +90,7 @@ class TarxApp(App[None]):
     connection: reactive[Connection] = reactive(Connection())
 
     def __init__(self, config: ConsoleConfig, launch: Launch) -> None:
-        super().__init__()
+        super().__init__(driver_class=HangupSafeDriver if sys.platform != "win32" else None)
         self.config = config
         self.launch = launch
         self.client: TarxClient | None = None
@@ -99,6 +103,7 @@ class TarxApp(App[None]):
         self.project = ""
         self._last_error = ""
         self.quitting = False
+        self.terminal_gone = False
         self.theme_errors: list[str] = []
 
     # ---- start -----------------------------------------------------------------------------------------------
@@ -118,8 +123,8 @@ class TarxApp(App[None]):
         if not self.is_headless:
             # A dropped SSH session: the terminal hangs up (SIGHUP) and stdin stops being a TTY. Leave cleanly.
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.quit_soon)
+            loop.add_signal_handler(signal.SIGHUP, self.terminal_lost)
+            loop.add_signal_handler(signal.SIGTERM, self.quit_soon)
             self.set_interval(1.0, self._check_terminal)
 
     def _check_terminal(self) -> None:
@@ -128,7 +133,19 @@ class TarxApp(App[None]):
         except (OSError, ValueError):
             attached = False
         if not attached:
-            self.quit_soon()
+            self.terminal_lost()
+
+    def terminal_lost(self) -> None:
+        """The terminal is gone (a dropped SSH session): stop the runtime cleanly and leave."""
+        if self.terminal_gone:
+            return
+        self.terminal_gone = True
+        self.quit_soon()
+        # HangupSafeDriver keeps the exit from waiting on the dead terminal; should anything else hang, end the
+        # process once the runtime had its time to stop rather than leave it spinning.
+        watchdog = threading.Timer(30, os._exit, args=(0,))
+        watchdog.daemon = True
+        watchdog.start()
 
     @property
     def starting(self) -> StartingScreen | None:
@@ -168,8 +185,7 @@ class TarxApp(App[None]):
         if target.url is not None:
             self._step(f"connecting to {target.url}…")
             shown = "•••" if stable else target.url
-            return f"{target.name} · {shown}", TarxClient(httpx.AsyncClient(base_url=target.url, timeout=30),
-                                                          target.key)
+            return f"{target.name} · {shown}", TarxClient(self._http(target.url), target.key)
         self._step(f"checking {settings.host}:{settings.port}…")
         state = await probe(settings.host, settings.port)
         if state is PortState.TARX:
@@ -187,8 +203,13 @@ class TarxApp(App[None]):
             where = "in-process"
         key = target.key or owner_key(settings)
         port = "•••" if stable else str(settings.port)
-        http = httpx.AsyncClient(base_url=f"http://{settings.host}:{settings.port}", timeout=30)
+        http = self._http(f"http://{settings.host}:{settings.port}")
         return f"local · {where} · {settings.host}:{port}", TarxClient(http, key)
+
+    @staticmethod
+    def _http(url: str) -> httpx.AsyncClient:
+        # The agent lets the runtime leave the console's periodic reads out of its access log.
+        return httpx.AsyncClient(base_url=url, timeout=30, headers={"User-Agent": f"{CONSOLE_AGENT}{__version__}"})
 
     async def choose_project(self, client: TarxClient, project: dict[str, Any] | None = None) -> None:
         """The project the views act in: `project`, else the configured slug, `default`, or the first."""
@@ -306,7 +327,7 @@ class TarxApp(App[None]):
     # ---- stop ------------------------------------------------------------------------------------------------
 
     def quit_soon(self) -> None:
-        self.run_worker(self.action_quit, group="quit", exclusive=True)
+        self.run_worker(self.action_quit, group="quit")  # not exclusive: a second request must not cancel the first
 
     async def action_quit(self) -> None:
         if self.quitting:

@@ -75,6 +75,9 @@ class BodyLimit:
         await self.app(scope, counted, guarded_send)
 
 
+CONSOLE_AGENT = "tarx-console/"
+
+
 class AccessLog:
     """`METHOD path status duration` on stderr for every request (streams: when they end)."""
 
@@ -97,9 +100,18 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            client = scope.get("client") or ("-", 0)
-            access_log.info('%s "%s %s" %s %.1fms', client[0], scope["method"], scope["path"], status or "-",
-                            (time.perf_counter() - start) * 1000)
+            if not (_console_poll(scope) and status < 400):
+                client = scope.get("client") or ("-", 0)
+                access_log.info('%s "%s %s" %s %.1fms', client[0], scope["method"], scope["path"], status or "-",
+                                (time.perf_counter() - start) * 1000)
+
+
+def _console_poll(scope: Scope) -> bool:
+    """A console's periodic read (it refreshes every few seconds); logging each would bury everything else."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    agent = next((v for k, v in scope.get("headers", []) if k == b"user-agent"), b"")
+    return agent.startswith(CONSOLE_AGENT.encode())
 
 
 def _family_for_limits(path: str) -> str | None:
