@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/console.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check runtime tarx_console tests bench

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         instance_id = await meta.ensure_instance(db)
         box = SecretBox(settings.key_file)
         auth = Authenticator(db, box, settings.session_seconds)
-        await bootstrap(db, settings.data_dir)
+        await bootstrap(db, settings.owner_key_file)
         signals = Signals()
         webhooks = WebhookService(db, box, signals, max_attempts=settings.webhook_max_attempts,
                                   rotation_grace_seconds=settings.webhook_rotation_grace_seconds,

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         return (not self.loopback) if self.inference_requires_key is None else self.inference_requires_key
 
     @property
+    def owner_key_file(self) -> Path:
+        """The owner's first key, written at first start (0600): how local tools act as the owner."""
+        return self.data_dir / "owner.key"
+
+    @property
     def key_file(self) -> Path:
         """Encryption and signing secrets, beside the database (0600)."""
         return self.db_path.with_name(self.db_path.name + ".key")

@@ -11,6 +11,8 @@ from typing import Any
 from runtime import __version__
 
 DOWNLOAD_URL = "https://pypi.org/project/tarx/"
+# User-Agent prefix of the console's HTTP client; its periodic reads stay out of the access log.
+CONSOLE_AGENT = "tarx-console/"
 
 
 @functools.cache

@@ -26,12 +26,12 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import LoadingIndicator, Static
 
 from runtime import __version__
-from runtime.api.middleware import CONSOLE_AGENT
 from runtime.config import Settings
+from runtime.release import CONSOLE_AGENT
 from tarx_console.client.api import ClientError, TarxClient
-from tarx_console.client.connect import Target
+from tarx_console.client.connect import Target, owner_key
 from tarx_console.config import ConsoleConfig
-from tarx_console.host import EmbeddedRuntime, PortState, free_port, owner_key, probe
+from tarx_console.host import EmbeddedRuntime, PortState, free_port, probe
 from tarx_console.metrics import Rates
 from tarx_console.screens import ALIASES, VIEWS, resolve_view
 from tarx_console.screens.dialogs import PortTakenDialog

@@ -9,7 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from runtime.config import config_dir, config_file
 
@@ -27,6 +27,11 @@ class ConsoleConfig(BaseModel):
     # Test setting: hide what changes from run to run (generated ids, clocks, ports), so snapshots are stable.
     stable: bool = False
     path: Path | None = Field(default=None, exclude=True)  # where it was read from; theme choices are saved there
+
+    @field_validator("themes_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @classmethod
     def load(cls, path: Path | None = None) -> ConsoleConfig:

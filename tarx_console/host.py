@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import importlib
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from runtime.auth.bootstrap import owner_key_path
 from runtime.config import Settings
-from runtime.server import Server, build_server, configure_logging
+
+if TYPE_CHECKING:
+    from runtime.server import Server
 
 
 class PortState(enum.Enum):
@@ -45,11 +48,6 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def owner_key(settings: Settings) -> str | None:
-    path = owner_key_path(settings.data_dir)
-    return path.read_text().strip() if path.exists() else None
-
-
 class EmbeddedRuntime:
     """The runtime's uvicorn server as a task on the console's event loop."""
 
@@ -71,8 +69,11 @@ class EmbeddedRuntime:
         except OSError:
             sock.close()
             raise
-        configure_logging(path=self.log_path)  # the terminal belongs to the console
-        self.server = build_server(self.settings)
+        # The runtime's imports (FastAPI, llama.cpp) take most of a second: off the event loop, so the console's
+        # first frame does not wait for them and its progress indicator keeps moving.
+        server_module = await asyncio.to_thread(importlib.import_module, "runtime.server")
+        server_module.configure_logging(path=self.log_path)  # the terminal belongs to the console
+        self.server = server_module.build_server(self.settings)
         self.server.own_signals = False
         self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:

@@ -13,8 +13,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_textual_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class TopLevelSnapshots(pytest_textual_snapshot.SVGImageExtension):
+    """Console snapshots live in the top-level snapshots/ folder (one subfolder per test module)."""
+
+    @classmethod
+    def dirname(cls, *, test_location) -> str:  # type: ignore[no-untyped-def, override]
+        return str(REPO / "snapshots" / test_location.basename)
+
+
+pytest_textual_snapshot.SVGImageExtension = TopLevelSnapshots  # the plugin (pinned) looks it up at call time
 
 
 def free_port() -> int:

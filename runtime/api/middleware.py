@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime.api.errors import envelope
 from runtime.auth.ratelimit import RateLimiter
 from runtime.errors import PayloadTooLarge, TarxError
+from runtime.release import CONSOLE_AGENT
 
 access_log = logging.getLogger("tarx.access")
 
@@ -73,9 +74,6 @@ class BodyLimit:
                 await send(message)
 
         await self.app(scope, counted, guarded_send)
-
-
-CONSOLE_AGENT = "tarx-console/"
 
 
 class AccessLog:

@@ -16,15 +16,11 @@ from runtime.auth.secretbox import write_private
 from runtime.store import Database, api_keys, audit, identity
 from runtime.store.audit import Actor
 
-OWNER_KEY_FILE = "owner.key"
 OWNER_EMAIL = "owner@localhost"
 
 
-def owner_key_path(data_dir: Path) -> Path:
-    return data_dir / OWNER_KEY_FILE
-
-
-async def bootstrap(db: Database, data_dir: Path) -> None:
+async def bootstrap(db: Database, path: Path) -> None:
+    """`path`: Settings.owner_key_file."""
     owner = await identity.owner(db)
     if owner is None:
         async with db.transaction() as tx:
@@ -34,7 +30,6 @@ async def bootstrap(db: Database, data_dir: Path) -> None:
             await audit.write(tx, actor, "account.bootstrap", target=owner.id)
             await audit.write(tx, actor, "project.create", target=project.id, project_id=project.id,
                               detail={"name": "Default", "slug": "default"})
-    path = owner_key_path(data_dir)
     if path.exists():
         parsed = keys.parse(path.read_text().strip())
         key = await api_keys.by_hash(db, parsed.hash) if parsed else None

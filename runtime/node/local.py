@@ -12,7 +12,6 @@ import os
 import httpx
 from starlette.types import ASGIApp
 
-from runtime.auth.bootstrap import owner_key_path
 from runtime.config import Settings
 from runtime.node.agent import NodeAgent
 
@@ -22,7 +21,7 @@ class LocalNode:
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 0)),
                                       base_url="http://local-node")
         self.agent = NodeAgent(
-            self.http, owner_key_path(settings.data_dir).read_text().strip(), name="local",
+            self.http, settings.owner_key_file.read_text().strip(), name="local",
             labels={"node": "local"}, capacity=settings.local_node_capacity or os.cpu_count() or 1,
             workdir=settings.data_dir / "jobs", state_file=settings.data_dir / "local-node.json",
             heartbeat_seconds=settings.node_heartbeat_seconds)

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from runtime.auth.bootstrap import owner_key_path
 from runtime.config import Settings, config_dir
 from tarx_console.client.api import TarxClient
 
@@ -83,7 +82,7 @@ async def open_client(target: Target, settings: Settings | None = None) -> Async
     except httpx.TransportError:
         running = False
     if running:
-        key = target.key or _owner_key(settings)
+        key = target.key or owner_key(settings)
         async with httpx.AsyncClient(base_url=local_url, timeout=60) as http:
             yield TarxClient(http, key)
         return
@@ -94,9 +93,10 @@ async def open_client(target: Target, settings: Settings | None = None) -> Async
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
         async with httpx.AsyncClient(transport=transport, base_url="http://tarx.local") as http:
-            yield TarxClient(http, target.key or _owner_key(settings))
+            yield TarxClient(http, target.key or owner_key(settings))
 
 
-def _owner_key(settings: Settings) -> str | None:
-    path = owner_key_path(settings.data_dir)
+def owner_key(settings: Settings) -> str | None:
+    """The local owner's key, written by the runtime at first start."""
+    path = settings.owner_key_file
     return path.read_text().strip() if path.exists() else None

@@ -186,6 +186,7 @@ class TableView(ViewScreen):
         super().__init__()
         self.rows: list[Row] = []
         self.items: dict[str, dict[str, Any]] = {}
+        self._row_cache: dict[str, tuple[Any, Row]] = {}
 
     def compose_body(self) -> ComposeResult:
         yield DiffTable(self.COLUMNS, id="table")
@@ -200,10 +201,26 @@ class TableView(ViewScreen):
     def row(self, item: dict[str, Any]) -> Row:
         raise NotImplementedError
 
-    async def load(self, client: TarxClient) -> None:
-        items = await self.fetch(client)
+    def version(self, item: dict[str, Any]) -> Any:
+        """What changes whenever the item's row would; None: format the row on every refresh."""
+        return None
+
+    def take(self, items: list[dict[str, Any]]) -> None:
+        """Adopt freshly fetched items; rows of unchanged items are reused, not formatted again."""
+        cache, fresh = self._row_cache, {}
+        rows = []
+        for item in items:
+            version = self.version(item)
+            hit = cache.get(item["id"]) if version is not None else None
+            row = hit[1] if hit is not None and hit[0] == version else self.row(item)
+            fresh[item["id"]] = (version, row)
+            rows.append(row)
+        self._row_cache = fresh
         self.items = {item["id"]: item for item in items}
-        self.rows = [self.row(item) for item in items]
+        self.rows = rows
+
+    async def load(self, client: TarxClient) -> None:
+        self.take(await self.fetch(client))
         self.render_rows()
 
     def render_rows(self) -> None:

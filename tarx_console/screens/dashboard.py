@@ -97,8 +97,9 @@ class DashboardScreen(ViewScreen):
         self.query_one("#jobs", DiffTable).sync([
             Row(state, (state, str(counts.get(state, 0))), STATE_STYLE.get(state, "")) for state in JOB_STATES])
         rates = self.tarx.rates
-        self.query_one("#tokens", Sparkline).data = list(rates.tokens_per_s)
-        self.query_one("#jobs-s", Sparkline).data = list(rates.jobs_per_s)
+        for selector, series in (("#tokens", rates.tokens_per_s), ("#jobs-s", rates.jobs_per_s)):
+            # A flat series draws as full bars; with nothing happening, draw nothing instead.
+            self.query_one(selector, Sparkline).data = list(series) if max(series) > 0 else []
         self.query_one("#tokens-rate", Static).update(
             f"now {rates.tokens_per_s[-1]:.1f}/s · peak {max(rates.tokens_per_s):.1f}/s")
         self.query_one("#jobs-rate", Static).update(

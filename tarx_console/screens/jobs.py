@@ -71,6 +71,9 @@ class JobsScreen(JobActions, TableView):
     def row(self, job: dict[str, Any]) -> Row:
         return job_row(job, self.tarx.config.stable)
 
+    def version(self, job: dict[str, Any]) -> Any:
+        return job["updatedAt"], job["state"]
+
     @work(group="jobs-submit")
     async def action_submit(self) -> None:
         form = await self.app.push_screen_wait(FormDialog("Submit a job", [

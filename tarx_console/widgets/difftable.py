@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellKey
 
 
 class Row(NamedTuple):
@@ -18,8 +19,6 @@ class Row(NamedTuple):
 
 
 class DiffTable(DataTable):
-    # Removing one row costs O(rows) in DataTable; past this many removals at once, rebuilding is cheaper.
-    REBUILD_AT = 200
 
     def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: object) -> None:
         super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
@@ -46,14 +45,7 @@ class DiffTable(DataTable):
         gone = [key for key in self._shown if key not in wanted]
         changes = 0
         with self.app.batch_update():
-            if len(gone) > self.REBUILD_AT:
-                self.clear()
-                self._shown.clear()
-                self._first.clear()
-                gone = []
-            for key in gone:
-                self.remove_row(key)
-                del self._shown[key], self._first[key]
+            self._drop(gone)
             added = False
             for key, (values, style) in wanted.items():
                 old = self._shown.get(key)
@@ -79,4 +71,20 @@ class DiffTable(DataTable):
                 self._order = order
             if cursor_key in wanted:
                 self.move_cursor(row=self.get_row_index(cursor_key), scroll=False)
+            elif gone:
+                self.cursor_coordinate = self.cursor_coordinate  # clamped to the rows that are left
         self.changes = changes
+
+    def _drop(self, keys: list[str]) -> None:
+        """Remove rows in one pass. DataTable.remove_row rebuilds its whole row index per call (10 removals from
+        10,000 rows: 450 ms); here the rows go first and the sort that follows in sync() rebuilds the index once.
+        Uses DataTable internals, hence the exact textual pin in pyproject.toml."""
+        if not keys:
+            return
+        for key in keys:
+            for column_key in self._data[key]:
+                self._updated_cells.discard(CellKey(key, column_key))  # type: ignore[arg-type]
+            del self.rows[key], self._data[key]  # type: ignore[arg-type]
+            del self._shown[key], self._first[key]
+        self._require_update_dimensions = True
+        self.check_idle()

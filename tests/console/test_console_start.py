@@ -13,7 +13,7 @@ import httpx
 from textual.pilot import Pilot
 
 from conftest import Runtime, free_port
-from console_helpers import console_config, drive, ready, wait_for
+from console_helpers import attached, console_config, drive, ready, wait_for
 from runtime.config import Settings
 from tarx_console.app import Launch, TarxApp
 from tarx_console.client.connect import Target
@@ -116,8 +116,6 @@ def test_lost_connection_is_shown_and_retried(tmp_path: Path) -> None:
             finally:
                 await asyncio.to_thread(back.stop)
 
-        from console_helpers import attached
-
         drive(attached(rt), scenario)
     finally:
         rt.stop()
@@ -153,3 +151,13 @@ def test_themes_are_data_switchable_persisted_and_reloaded_live(tmp_path: Path) 
     text = config_file.read_text()
     assert text.startswith("# my settings\nport = 11440\n") and 'theme = "mine"' in text and "refresh_seconds" in text
     assert ConsoleConfig.load(config_file).theme == "mine"  # the next start uses it
+
+
+def test_a_refused_key_is_shown_not_crashed_on(runtime: Runtime) -> None:
+    async def scenario(pilot: Pilot) -> None:
+        app = pilot.app
+        starting = await wait_for(pilot, lambda: app.starting if app.starting and app.starting.problem else None,
+                                  what="the problem shown")
+        assert "refused" in starting.problem and app.client is not None and not app.connected.is_set()
+
+    drive(attached(runtime, key="sk-tarx-" + "0" * 40), scenario, connect=False)
