@@ -168,12 +168,17 @@ class TarxApp(App[None]):
             return
         self.client = client
         self.connection = Connection(where, "connecting")
-        try:
-            await self.choose_project(client)
-        except (ClientError, httpx.HTTPError) as exc:
-            if self.starting is not None:
-                self.starting.problem = f"the runtime refused the console: {exc}"
-            return
+        while True:
+            try:
+                await self.choose_project(client)
+                break
+            except ClientError as exc:
+                if self.starting is not None:
+                    self.starting.problem = f"the runtime refused the console: {exc.message} ({exc.status})"
+                return
+            except httpx.HTTPError as exc:  # not up yet, or unreachable for now: keep trying, as k9s does
+                self._step(f"cannot reach {where}: {exc or type(exc).__name__}; retrying…")
+                await asyncio.sleep(max(self.config.refresh_seconds, 0.5))
         await self.poll_once()
         if self.starting is not None:
             self.starting.dismiss()
@@ -215,14 +220,15 @@ class TarxApp(App[None]):
         """The project the views act in: `project`, else the configured slug, `default`, or the first."""
         if project is None:
             projects = await client.list_projects()
-            if len(projects) <= 1:  # the only one: the runtime picks it without being told
-                client.use_project(None)
-                self.project = projects[0]["slug"] if projects else ""
-                return
             wanted = self.config.project or "default"
-            project = next((p for p in projects if p["slug"] == wanted), projects[0])
-        client.use_project(project["id"])
-        self.project = project["slug"]
+            project = next((p for p in projects if p["slug"] == wanted), projects[0] if projects else None)
+            if len(projects) <= 1:  # the only one (or none): the runtime picks it without being told
+                client.use_project(None)
+            else:
+                client.use_project(project["id"])  # type: ignore[index]
+        else:
+            client.use_project(project["id"])
+        self.project = project["slug"] if project else ""
         self.connection = replace(self.connection, project=self.project)
 
     # ---- health, rates, the header -------------------------------------------------------------------------

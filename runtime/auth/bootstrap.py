@@ -19,8 +19,7 @@ from runtime.store.audit import Actor
 OWNER_EMAIL = "owner@localhost"
 
 
-async def bootstrap(db: Database, path: Path) -> None:
-    """`path`: Settings.owner_key_file."""
+async def bootstrap(db: Database, owner_key_file: Path) -> None:
     owner = await identity.owner(db)
     if owner is None:
         async with db.transaction() as tx:
@@ -30,6 +29,7 @@ async def bootstrap(db: Database, path: Path) -> None:
             await audit.write(tx, actor, "account.bootstrap", target=owner.id)
             await audit.write(tx, actor, "project.create", target=project.id, project_id=project.id,
                               detail={"name": "Default", "slug": "default"})
+    path = owner_key_file
     if path.exists():
         parsed = keys.parse(path.read_text().strip())
         key = await api_keys.by_hash(db, parsed.hash) if parsed else None
