@@ -174,7 +174,8 @@ class TarxApp(App[None]):
                 break
             except ClientError as exc:
                 if self.starting is not None:
-                    self.starting.problem = f"the runtime refused the console: {exc.message} ({exc.status})"
+                    hint = " (it keeps its data elsewhere: pass its key with --key)" if "attached" in where else ""
+                    self.starting.problem = f"the runtime refused the console: {exc.message} ({exc.status}){hint}"
                 return
             except httpx.HTTPError as exc:  # not up yet, or unreachable for now: keep trying, as k9s does
                 self._step(f"cannot reach {where}: {exc or type(exc).__name__}; retrying…")
