@@ -6,6 +6,7 @@ runtime stretches the interval instead of stacking requests. Only the visible vi
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -195,11 +196,13 @@ class TableView(ViewScreen):
     def table(self) -> DiffTable:
         return self.query_one(DiffTable)
 
+    @abstractmethod
     async def fetch(self, client: TarxClient) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The view's items, each with an "id"."""
 
+    @abstractmethod
     def row(self, item: dict[str, Any]) -> Row:
-        raise NotImplementedError
+        """How one item is shown."""
 
     def version(self, item: dict[str, Any]) -> Any:
         """What changes whenever the item's row would; None: format the row on every refresh."""

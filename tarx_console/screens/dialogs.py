@@ -32,23 +32,31 @@ class Dialog(ModalScreen[Any]):
 
 
 class ConfirmDialog(Dialog):
+    """A yes/no question; the keys that answer it are named on its buttons."""
+
+    YES_KEY, NO_KEY = "y", "n"
     BINDINGS = [Binding("y", "answer(True)", "Yes", id="confirm.yes"),
                 Binding("n", "answer(False)", "No", id="confirm.no")]
 
-    def __init__(self, question: str, yes: str = "Yes") -> None:
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No", detail: str = "",
+                 destructive: bool = True) -> None:
         super().__init__()
-        self.question = question
-        self.yes = yes
+        self.question, self.detail = question, detail
+        self.yes, self.no = yes, no
+        self.destructive = destructive  # then No has the focus, so a stray Enter does no harm
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.question, classes="title")
+            if self.detail:
+                yield Static(self.detail)
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes} (y)", variant="error", id="yes")
-                yield Button("No (n)", id="no")
+                yield Button(f"{self.yes} ({self.YES_KEY})", variant="error" if self.destructive else "primary",
+                             id="yes")
+                yield Button(f"{self.no} ({self.NO_KEY})", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        self.query_one("#no" if self.destructive else "#yes", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -166,29 +174,13 @@ class DescribeDialog(Dialog):
                 yield Static(json.dumps(self.data, indent=2, sort_keys=True), id="describe")
 
 
-class PortTakenDialog(Dialog):
-    BINDINGS = [Binding("enter", "answer(True)", "Start", id="port.start"),
-                Binding("q", "answer(False)", "Quit", id="port.quit")]
+class PortTakenDialog(ConfirmDialog):
+    YES_KEY, NO_KEY = "enter", "q"  # Enter presses the focused Start button
+    BINDINGS = [Binding("q", "answer(False)", "Quit", id="port.quit")]
 
     def __init__(self, host: str, port: int, free: int) -> None:
-        super().__init__()
-        self.host, self.port, self.free = host, port, free
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(f"Port {self.port} on {self.host} is in use by something that is not a tarx runtime.",
-                         classes="title")
-            yield Static(f"Start the runtime on the free port {self.free} instead? Other programs will find it at "
-                         f"http://{self.host}:{self.free}.")
-            with Horizontal(classes="buttons"):
-                yield Button(f"Start on {self.free} (enter)", variant="primary", id="start")
-                yield Button("Quit (q)", id="quit")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "start")
-
-    def action_answer(self, start: bool) -> None:
-        self.dismiss(start)
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
+        super().__init__(f"Port {port} on {host} is in use by something that is not a tarx runtime.",
+                         f"Start on {free}", "Quit",
+                         f"Start the runtime on the free port {free} instead? Other programs will find it at "
+                         f"http://{host}:{free}.", destructive=False)
+        self.free = free
