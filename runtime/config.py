@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     keep_alive_seconds: float = 300.0  # unload a model after this long unused
     queue_max: int = 16  # pending requests per model before 429
     retry_after_seconds: int = 2
+    # A request whose expected wait (the work queued ahead of it at the measured tokens/s) exceeds this is
+    # answered 429 at once, with a Retry-After from that estimate, rather than left waiting; 0 turns it off.
+    queue_max_wait_seconds: float = 90.0
     max_body_bytes: int = 4 * 1024 * 1024
     max_output_tokens: int = 2048  # ceiling when a request leaves max_tokens unset
     # Reusing the KV cache of a shared prompt prefix saves prefill time in long chats, but llama.cpp's logits
@@ -54,6 +57,15 @@ class Settings(BaseSettings):
     # any other bind. Every other API family always needs a key.
     inference_requires_key: bool | None = None
     session_seconds: int = 3600  # lifetime of JWT sessions from /api/auth/verify-otp
+    # Sign-in by one-time code (/api/auth/*), throttled per email and per client address (IPv6 per /64), in
+    # memory (a restart clears it); see runtime/auth/signin_limits.py.
+    signin_code_interval_seconds: float = 30.0  # one code request per email this often
+    signin_codes_per_hour: int = 10  # code requests per client address per hour
+    signin_code_attempts: int = 5  # wrong guesses after which a code is void
+    signin_email_failures: int = 3  # failed verifications of one email before it locks
+    signin_address_failures: int = 10  # failed verifications from one address before it locks
+    signin_lockout_seconds: float = 30.0  # the first lockout; each further one doubles
+    signin_lockout_max_seconds: float = 3600.0  # the longest lockout
 
     # Compute plane
     local_node: bool = True  # run one worker node inside the runtime, so jobs run with nothing else started
@@ -74,7 +86,17 @@ class Settings(BaseSettings):
     upstream_timeout_seconds: float = 120.0
     cpu_watts_per_core: float = 15.0  # the CPU-time energy model when RAPL cannot be read
     monthly_joules_plan: float = 3_600_000.0  # the plan figure /v1/usage counts down from (1 kWh)
-    cors_origins: list[str] = Field(default_factory=list)  # browser origins allowed to call the API
+    # Browser origins allowed to read the API (CORS). Pages served from this machine (http://localhost:*,
+    # http://127.0.0.1:*, http://[::1]:*) are allowed by default, as Ollama does; other origins only when listed
+    # (["*"] for any). Any request header is allowed, since SDKs add their own (x-stainless-*); cookies never
+    # are (keys travel as bearer headers). What an allowed page can do is what its key can do, or, with no key,
+    # the key-less loopback /v1 surface.
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_loopback_origins: bool = True
+    # Host names a request's Host header may carry (DNS-rebinding defence, as llama.cpp and Jupyter do). IP
+    # literals, `localhost` and `*.localhost` are always accepted, and on a non-loopback bind so are this machine's
+    # own names; add the names clients use to reach it (e.g. ["gpubox.lan"]), or ["*"] to accept any.
+    allowed_hosts: list[str] = Field(default_factory=list)
 
     # Rate limits per key (per client IP when anonymous); seed 001 and seed 003 figures.
     rate_limits: bool = True

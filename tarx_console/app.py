@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-import httpx
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -28,10 +27,11 @@ from textual.widgets import LoadingIndicator, Static
 from runtime import __version__
 from runtime.config import Settings
 from runtime.release import CONSOLE_AGENT
-from tarx_console.client.api import ClientError, TarxClient
-from tarx_console.client.connect import Target, owner_key
+from tarx_console.client.api import TarxClient
+from tarx_console.client.connect import PortState, Target, owner_key, probe
+from tarx_console.client.errors import ClientError, Refused, Unreachable
 from tarx_console.config import ConsoleConfig
-from tarx_console.host import EmbeddedRuntime, PortState, free_port, probe
+from tarx_console.host import EmbeddedRuntime, free_port
 from tarx_console.metrics import Rates
 from tarx_console.screens import ALIASES, VIEWS, resolve_view
 from tarx_console.screens.dialogs import PortTakenDialog
@@ -160,7 +160,7 @@ class TarxApp(App[None]):
     async def connect(self) -> None:
         try:
             where, client = await self._open()
-        except (OSError, RuntimeError, httpx.HTTPError) as exc:
+        except (OSError, RuntimeError, ClientError) as exc:
             if self.starting is not None:
                 self.starting.problem = str(exc) or type(exc).__name__
             return
@@ -172,14 +172,18 @@ class TarxApp(App[None]):
             try:
                 await self.choose_project(client)
                 break
-            except ClientError as exc:
+            except Unreachable as exc:  # not up yet, or unreachable for now: keep trying, as k9s does
+                self._step(f"cannot reach {where}: {exc.message}; retrying…")
+                await asyncio.sleep(max(self.config.refresh_seconds, 0.5))
+            except Refused as exc:
                 if self.starting is not None:
                     hint = " (it keeps its data elsewhere: pass its key with --key)" if "attached" in where else ""
                     self.starting.problem = f"the runtime refused the console: {exc.message} ({exc.status}){hint}"
                 return
-            except httpx.HTTPError as exc:  # not up yet, or unreachable for now: keep trying, as k9s does
-                self._step(f"cannot reach {where}: {exc or type(exc).__name__}; retrying…")
-                await asyncio.sleep(max(self.config.refresh_seconds, 0.5))
+            except ClientError as exc:
+                if self.starting is not None:
+                    self.starting.problem = f"{where} does not answer as a tarx runtime: {exc.message}"
+                return
         await self.poll_once()
         if self.starting is not None:
             self.starting.dismiss()
@@ -191,7 +195,7 @@ class TarxApp(App[None]):
         if target.url is not None:
             self._step(f"connecting to {target.url}…")
             shown = "•••" if stable else target.url
-            return f"{target.name} · {shown}", TarxClient(self._http(target.url), target.key)
+            return f"{target.name} · {shown}", self._client(target.url, target.key)
         self._step(f"checking {settings.host}:{settings.port}…")
         state = await probe(settings.host, settings.port)
         if state is PortState.TARX:
@@ -209,13 +213,12 @@ class TarxApp(App[None]):
             where = "in-process"
         key = target.key or owner_key(settings)
         port = "•••" if stable else str(settings.port)
-        http = self._http(f"http://{settings.host}:{settings.port}")
-        return f"local · {where} · {settings.host}:{port}", TarxClient(http, key)
+        return f"local · {where} · {settings.host}:{port}", self._client(settings.base_url, key)
 
     @staticmethod
-    def _http(url: str) -> httpx.AsyncClient:
+    def _client(url: str, key: str | None) -> TarxClient:
         # The agent lets the runtime leave the console's periodic reads out of its access log.
-        return httpx.AsyncClient(base_url=url, timeout=30, headers={"User-Agent": f"{CONSOLE_AGENT}{__version__}"})
+        return TarxClient.over_http(url, key, timeout=30, user_agent=f"{CONSOLE_AGENT}{__version__}")
 
     async def choose_project(self, client: TarxClient, project: dict[str, Any] | None = None) -> None:
         """The project the views act in: `project`, else the configured slug, `default`, or the first."""
@@ -242,14 +245,14 @@ class TarxApp(App[None]):
         where = self.connection.where
         try:
             health, counts = await asyncio.gather(client.health(), client.job_counts())
-        except ClientError as exc:
-            self.connection = Connection(where, "unavailable", self.connection.version, exc.message, self.project)
-        except httpx.HTTPError:
-            stopped = self.runtime is not None and self.runtime.task is not None and self.runtime.task.done()
+        except Unreachable:
+            stopped = self.runtime is not None and self.runtime.stopped
             detail = "the runtime stopped; see its log" if stopped else (
                 f"retrying every {self.config.refresh_seconds:g}s")
             self.last_health = self.last_counts = None
             self.connection = Connection(where, "lost", self.connection.version, detail, self.project)
+        except ClientError as exc:  # refused, or an answer that makes no sense
+            self.connection = Connection(where, "unavailable", self.connection.version, exc.message, self.project)
         else:
             self.last_health, self.last_counts = health, counts
             self.rates.sample(health, counts)
@@ -265,7 +268,7 @@ class TarxApp(App[None]):
 
     def report(self, exc: ClientError, always: bool = False) -> None:
         """Show a runtime's refusal; a refresh repeating the same one does not pile up notifications."""
-        text = f"{exc.message} ({exc.status})"
+        text = str(exc)
         if always or text != self._last_error:
             self.notify(text, title="The runtime refused", severity="error")
         self._last_error = text

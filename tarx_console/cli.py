@@ -171,8 +171,9 @@ class UsageError(Exception):
 
 
 def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, TarxClient], Awaitable[None]]) -> int:
-    from tarx_console.client.api import ClientError
-    from tarx_console.client.connect import open_client, resolve_target
+    from tarx_console.client.connect import resolve_target
+    from tarx_console.client.errors import ClientError, Unreachable
+    from tarx_console.host import open_client
 
     async def run() -> None:
         target = resolve_target(args.url, args.key, args.context)
@@ -184,8 +185,11 @@ def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Tar
     except UsageError as exc:
         print(f"tarx: {exc}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"tarx: cannot reach the runtime: {exc.message}", file=sys.stderr)
+        return 1
     except ClientError as exc:
-        print(f"tarx: {exc.message} ({exc.status})", file=sys.stderr)
+        print(f"tarx: {exc}", file=sys.stderr)
         return 1
     except (KeyError, OSError) as exc:
         print(f"tarx: {exc}", file=sys.stderr)
@@ -194,8 +198,9 @@ def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Tar
 
 
 def _login(args: argparse.Namespace) -> int:
-    from tarx_console.client.api import ClientError
-    from tarx_console.client.connect import LOCAL, Target, load_contexts, open_client, save_contexts
+    from tarx_console.client.connect import LOCAL, Target, load_contexts, save_contexts
+    from tarx_console.client.errors import ClientError, Refused
+    from tarx_console.host import open_client
 
     if args.name == LOCAL:
         print(f"tarx: '{LOCAL}' is reserved for this machine's runtime", file=sys.stderr)
@@ -207,10 +212,10 @@ def _login(args: argparse.Namespace) -> int:
 
     try:
         me = asyncio.run(check())
-    except ClientError as exc:
-        print(f"tarx: the runtime refused the key: {exc.message} ({exc.status})", file=sys.stderr)
+    except Refused as exc:
+        print(f"tarx: the runtime refused the key: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except (ClientError, OSError) as exc:
         print(f"tarx: cannot reach {args.login_url}: {exc}", file=sys.stderr)
         return 1
     data = load_contexts()
@@ -247,7 +252,7 @@ def _node(args: argparse.Namespace) -> int:
 
     import httpx
 
-    from runtime.node.agent import NodeAgent
+    from runtime.node.runner import NodeRunner
     from runtime.server import configure_logging
 
     url = args.node_url or args.url or os.environ.get("TARX_URL")
@@ -271,11 +276,11 @@ def _node(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tarx-node-"))
         async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60) as http:
-            agent = NodeAgent(http, key, name=args.node_name or socket.gethostname(), labels=labels,
-                              capacity=args.capacity, workdir=workdir, state_file=args.state_file,
-                              heartbeat_seconds=args.heartbeat_seconds, rotate_every=args.rotate_key_every,
-                              workspace=args.workspace)
-            await agent.run(stop)
+            runner = NodeRunner(http, key, name=args.node_name or socket.gethostname(), labels=labels,
+                                capacity=args.capacity, workdir=workdir, state_file=args.state_file,
+                                heartbeat_seconds=args.heartbeat_seconds, rotate_every=args.rotate_key_every,
+                                workspace=args.workspace)
+            await runner.run(stop)
 
     try:
         asyncio.run(run())

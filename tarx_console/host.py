@@ -1,45 +1,26 @@
-"""The runtime the console runs inside its own process, and the choice between starting one and attaching.
+"""The runtime inside this process: the console's embedded server, and the CLI's one-shot in-process app.
 
 The console talks to the embedded runtime over HTTP like any other client (one code path, local or remote);
-this module only owns the server task. No textual imports here.
+this module only owns the server task, and, for CLI commands when no local runtime answers, an app served
+straight on the database through the client's ASGI transport. No textual imports here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
+import contextlib
 import importlib
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 from runtime.config import Settings
+from tarx_console.client.api import TarxClient
+from tarx_console.client.connect import PortState, Target, owner_key, probe
 
 if TYPE_CHECKING:
     from runtime.server import Server
-
-
-class PortState(enum.Enum):
-    FREE = "free"
-    TARX = "tarx"  # another tarx runtime answers there: attach to it
-    OTHER = "other"  # something else holds the port
-
-
-async def probe(host: str, port: int) -> PortState:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
-    except (OSError, TimeoutError):
-        return PortState.FREE
-    writer.close()
-    try:
-        async with httpx.AsyncClient(timeout=3) as http:
-            body = (await http.get(f"http://{host}:{port}/api/version")).json()
-    except (httpx.HTTPError, ValueError):
-        return PortState.OTHER
-    is_tarx = isinstance(body, dict) and isinstance(body.get("release"), dict) and "tarx" in body["release"]
-    return PortState.TARX if is_tarx else PortState.OTHER
 
 
 def free_port(host: str) -> int:
@@ -59,6 +40,11 @@ class EmbeddedRuntime:
     @property
     def log_path(self) -> Path:
         return self.settings.data_dir / "logs" / "runtime.log"
+
+    @property
+    def stopped(self) -> bool:
+        """It was started and its server task has ended (crashed or stopped)."""
+        return self.task is not None and self.task.done()
 
     async def start(self) -> None:
         """Bind, start, and return once the runtime answers; raises OSError when the port cannot be bound."""
@@ -90,3 +76,24 @@ class EmbeddedRuntime:
         except TimeoutError:
             self.server.force_exit = True
             await self.task
+
+
+@contextlib.asynccontextmanager
+async def open_client(target: Target, settings: Settings | None = None) -> AsyncIterator[TarxClient]:
+    """A client for one CLI command. Local means this machine's data dir: over HTTP when its runtime is running,
+    otherwise in-process on its database (the same app, no port bound), so scripts work either way."""
+    if target.url is not None:
+        async with TarxClient.over_http(target.url, target.key) as client:
+            yield client
+        return
+    settings = settings or Settings()
+    if await probe(settings.host, settings.port) is PortState.TARX:
+        async with TarxClient.over_http(settings.base_url, target.key or owner_key(settings)) as client:
+            yield client
+        return
+    from runtime.app import create_app  # lazily: FastAPI and llama.cpp only when no runtime is running
+
+    app = create_app(settings.model_copy(update={"log_requests": False}))
+    async with app.router.lifespan_context(app):
+        async with TarxClient.over_asgi(app, target.key or owner_key(settings)) as client:
+            yield client

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from conftest import REPO, Runtime
-from identity_helpers import bearer
+from support.identity import bearer
 
 
 def tarx(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from compute_helpers import FAST, Api, Node, sse_events, wait_until
 from conftest import Runtime
-from identity_helpers import bearer, user_key
+from support.compute import FAST, Api, Node, sse_events, wait_until
+from support.identity import bearer, user_key
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +188,9 @@ def test_drain_finishes_current_and_takes_nothing_new(api: Api, nodes, request) 
     assert api.wait(running["id"])["state"] == "SUCCEEDED"
     time.sleep(1.5)
     assert api.job(waiting["id"])["state"] == "QUEUED"
-    agent = api.http.get(f"/v0/agents/{node.id}").json()
-    assert agent["drained"] is True and agent["currentJobs"] == []
-    assert {"os", "arch", "cores"} <= set(agent["labels"]) and agent["lastHeartbeatAt"]
+    shown = api.http.get(f"/v0/agents/{node.id}").json()
+    assert shown["drained"] is True and shown["currentJobs"] == []
+    assert {"os", "arch", "cores"} <= set(shown["labels"]) and shown["lastHeartbeatAt"]
 
 
 def test_quotas_on_compute_keys(rt: Runtime, api: Api) -> None:
@@ -297,8 +297,8 @@ def test_local_node_runs_jobs_with_nothing_else_started(runtime: Runtime) -> Non
     api = Api(runtime)
     done = api.wait(api.submit("echo local", {})["id"])
     assert done["state"] == "SUCCEEDED"
-    agents = api.http.get("/v0/agents").json()["items"]
-    assert [a["name"] for a in agents if a["id"] == done["agentId"]] == ["local"]
+    listed = api.http.get("/v0/agents").json()["items"]
+    assert [n["name"] for n in listed if n["id"] == done["agentId"]] == ["local"]
 
 
 def test_node_plane_refuses_other_credentials_and_other_jobs(rt: Runtime, api: Api, nodes, request) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -82,6 +83,28 @@ def test_stream_disconnect_stops_generation_within_a_few_tokens(runtime: Runtime
     assert 5 <= generated <= 5 + 20, generated  # far from the 1,500 asked for
 
 
+def _rows(rt: Runtime, sql: str, *args: object) -> list[tuple]:
+    with sqlite3.connect(rt.data_dir / "tarx.db") as db:
+        return db.execute(sql, args).fetchall()
+
+
+def test_an_abandoned_stream_is_still_accounted_for(runtime: Runtime) -> None:
+    """A client that leaves mid-stream still leaves its log row and route evidence: tokens, CPU time, Joules."""
+    warm(runtime)
+    hold = Hold(runtime, max_tokens=1500)
+    evidence_id = hold.response.headers["x-tarx-evidence-id"]
+    hold.read_content_chunks(5)
+    hold.release()
+    wait_for(lambda: bool(_rows(runtime, "SELECT 1 FROM route_evidence WHERE id = ?", evidence_id)))
+    (request_id, tokens, joules), = _rows(
+        runtime, "SELECT request_id, completion_tokens, estimated_joules FROM route_evidence WHERE id = ?", evidence_id)
+    (finish, logged, cpu), = _rows(
+        runtime, "SELECT finish_reason, completion_tokens, cpu_seconds FROM inference_requests WHERE id = ?",
+        request_id)
+    assert finish == "cancelled" and 5 <= tokens == logged < 100
+    assert cpu > 0 and joules > 0
+
+
 def test_non_stream_disconnect_stops_generation(runtime: Runtime) -> None:
     warm(runtime)
     before = stats(runtime)
@@ -148,6 +171,23 @@ def test_full_queue_answers_429_with_backpressure_headers(make_runtime) -> None:
     hold.release()
     t.join(30)
     assert results[0][1].status_code == 200  # the queued request was not lost
+
+
+def test_expected_wait_past_the_bound_is_refused_with_a_computed_retry_after(make_runtime) -> None:
+    rt = make_runtime({"TARX_QUEUE_MAX_WAIT_SECONDS": "3", "TARX_LOCAL_NODE": "false"}, name="wait-bound")
+    with rt.client() as c:  # measure the decode speed first
+        assert c.post("/v1/chat/completions", json=chat_body(LONG_PROMPT, max_tokens=24)).status_code == 200
+    hold = Hold(rt, max_tokens=1500)  # about 1,500 tokens of work ahead: far more than 3 s here
+    hold.read_content_chunks(1)
+    with rt.client() as c:
+        r = c.post("/v1/chat/completions", json=chat_body(max_tokens=2))
+    hold.release()
+    assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full"
+    assert "queued ahead" in r.json()["error"]["message"]
+    assert int(r.headers["retry-after"]) > 3  # from the estimate, not the fixed retry_after_seconds (2)
+    wait_for(lambda: idle(rt))
+    with rt.client() as c:  # with nothing ahead it is served
+        assert c.post("/v1/chat/completions", json=chat_body(max_tokens=2)).status_code == 200
 
 
 def test_idle_model_unloads_after_keep_alive(make_runtime) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conftest import Runtime, chat_body
+from support.identity import bearer, owner_key
 
 
 def assert_envelope(r, status: int, type_: str | None = None, code: str | None = None) -> dict:
@@ -50,6 +53,32 @@ def assert_envelope(r, status: int, type_: str | None = None, code: str | None =
 def test_invalid_chat_bodies_are_400(runtime: Runtime, body) -> None:
     with runtime.client() as c:
         assert_envelope(c.post("/v1/chat/completions", json=body), 400, "invalid_request_error", "invalid_request")
+
+
+def test_lone_surrogates_are_400(runtime: Runtime) -> None:
+    # Sent as raw JSON: "\ud800" decodes to a lone surrogate, which cannot be encoded for the tokenizer.
+    raw = b'{"model": "tarx-local", "messages": [{"role": "user", "content": "a\\ud800b"}], "max_tokens": 2}'
+    with runtime.client() as c:
+        r = c.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+        assert_envelope(r, 400, "invalid_request_error")
+        r = c.post("/v1/embeddings", content=b'{"model": "tarx-local", "input": "a\\ud800b"}',
+                   headers={"content-type": "application/json"})
+        assert_envelope(r, 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "string", "maxLength": 10**9},
+    {"type": "array", "items": {"type": "integer"}, "maxItems": 10**7},
+    {"type": "string", "enum": [f"v{i}" for i in range(5000)]},
+    {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string", "minLength": 10**6}}}},
+])
+def test_oversized_json_schemas_are_refused_before_compiling(runtime: Runtime, schema: dict) -> None:
+    body = chat_body(max_tokens=2, response_format={"type": "json_schema",
+                                                    "json_schema": {"name": "x", "schema": schema}})
+    with runtime.client() as c:
+        err = assert_envelope(c.post("/v1/chat/completions", json=body), 400, code="json_schema_too_large")
+        assert "at most" in err["message"] or "exceeds" in err["message"]
+        assert c.get("/v1/health").status_code == 200
 
 
 def test_malformed_json_is_400(runtime: Runtime) -> None:
@@ -99,7 +128,10 @@ def test_prompt_longer_than_context_is_400(make_runtime) -> None:
 @pytest.mark.parametrize(
     "body",
     [{"model": "tarx-local"}, {"model": "tarx-local", "input": []}, {"model": "tarx-local", "input": 5},
-     {"model": "tarx-local", "input": [1, 2]}, {"model": "tarx-local", "input": "x", "encoding_format": "hex"},
+     {"model": "tarx-local", "input": ""}, {"model": "tarx-local", "input": ["a", ""]},
+     {"model": "tarx-local", "input": [[]]}, {"model": "tarx-local", "input": [-1]},
+     {"model": "tarx-local", "input": [1, "a"]}, {"model": "tarx-local", "input": [10**9]},
+     {"model": "tarx-local", "input": "x", "encoding_format": "hex"},
      {"model": "tarx-local", "input": "x", "dimensions": 0}],
 )
 def test_invalid_embedding_bodies_are_400(runtime: Runtime, body) -> None:
@@ -109,11 +141,61 @@ def test_invalid_embedding_bodies_are_400(runtime: Runtime, body) -> None:
 
 def test_bad_queue_class_header_is_400(runtime: Runtime) -> None:
     with runtime.client() as c:
-        r = c.post("/v1/chat/completions", json=chat_body(), headers={"x-tarx-queue-class": "vip"})
-    assert_envelope(r, 400)
+        r = c.post("/v1/chat/completions", json=chat_body(max_tokens=2), headers={"x-tarx-queue-class": "vip"})
+        err = assert_envelope(r, 400, "invalid_request_error")
+        assert "x-tarx-queue-class" in err["message"]
+        # The same request with a known class is served: the 400 was the header's doing.
+        r = c.post("/v1/chat/completions", json=chat_body(max_tokens=2), headers={"x-tarx-queue-class": "deep"})
+        assert r.status_code == 200, r.text
+
+
+def test_bad_embedding_inputs_do_not_take_the_process_down(make_runtime) -> None:
+    """Empty inputs once corrupted llama.cpp's batch and the process died when the model next unloaded."""
+    rt = make_runtime({"TARX_KEEP_ALIVE_SECONDS": "1", "TARX_LOCAL_NODE": "false"}, name="embed-crash")
+    with rt.client() as c:
+        for bad in ("", ["a", ""], [[]]):
+            assert_envelope(c.post("/v1/embeddings", json={"model": "tarx-local", "input": bad}), 400)
+        assert c.post("/v1/embeddings", json={"model": "tarx-local", "input": "fine"}).status_code == 200
+        time.sleep(2.5)  # past keep-alive: the embedding model unloads
+        assert c.post("/v1/embeddings", json={"model": "tarx-local", "input": "again"}).status_code == 200
+    assert rt.proc.poll() is None
+    assert rt.stop() == 0
 
 
 def test_unknown_route_and_method_in_envelope(runtime: Runtime) -> None:
     with runtime.client() as c:
         assert_envelope(c.get("/v1/nothing-here"), 404)
         assert_envelope(c.get("/v1/chat/completions"), 405)
+
+
+def test_host_header_must_name_this_runtime(runtime: Runtime, make_runtime) -> None:
+    """DNS rebinding: a page on evil.example that resolves to 127.0.0.1 must not reach the key-less surface."""
+    with runtime.client() as c:
+        for host in ("evil.example", f"evil.example:{runtime.port}", "127.0.0.1.evil.example", "localhostx"):
+            r = c.get("/v1/models", headers={"host": host})
+            assert_envelope(r, 403, "permission_error", "host_not_allowed")
+        r = c.post("/api/v1/projects", json={"name": "x"}, headers={"host": "evil.example"})
+        assert r.status_code == 403 and r.json()["error_code"] == "HOST_NOT_ALLOWED"
+        for host in (f"localhost:{runtime.port}", f"127.0.0.1:{runtime.port}", "[::1]", "app.localhost",
+                     "192.168.1.20:11440"):
+            assert c.get("/v1/models", headers={"host": host}).status_code == 200, host
+    rt = make_runtime({"TARX_ALLOWED_HOSTS": '["gpubox.lan"]', "TARX_LOCAL_NODE": "false"}, name="hosts")
+    with rt.client() as c:
+        assert c.get("/v1/models", headers={"host": "gpubox.lan:11440"}).status_code == 200
+        assert c.get("/v1/models", headers={"host": "other.lan"}).status_code == 403
+
+
+def test_nan_infinity_and_nul_are_refused_everywhere(runtime: Runtime) -> None:
+    owner = bearer(owner_key(runtime))
+    with runtime.client(headers=owner) as c:
+        r = c.patch("/v0/billing/limits", content=b'{"hardCpuSeconds": Infinity}',
+                    headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["status"] == "ERROR" and "infinite" in r.json()["message"]
+        r = c.patch("/v0/billing/limits", content=b'{"softCpuSeconds": NaN}',
+                    headers={"content-type": "application/json"})
+        assert r.status_code == 400
+        assert c.get("/v0/billing/limits").json().get("hardCpuSeconds") is None
+        r = c.post("/api/v1/projects", json={"name": "bad\u0000name"})
+        assert r.status_code == 422 and "NUL" in r.json()["detail"]
+        r = c.post("/v0/jobs", json={"command": "echo hi\u0000; rm -rf /"})
+        assert r.status_code == 400 and "NUL" in r.json()["message"]

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from conftest import Runtime, chat_body
-from identity_helpers import bearer, owner_key, sign_in, user_key
 from runtime.config import Settings
+from support.identity import bearer, owner_key, sign_in, user_key
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import jsonschema
 import pytest
 from openai import OpenAI
+
+from conftest import Runtime
 
 WEATHER = [{
     "type": "function",
@@ -68,9 +71,11 @@ def test_chat_stream_matches_non_stream_and_counts_usage(client: OpenAI) -> None
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == [whole.choices[0].finish_reason]
     usage_chunks = [c for c in chunks if c.usage is not None]
-    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-2] and chunks[-2].choices == []
-    # The very last chunk carries the route evidence (issue: planes and route evidence).
-    assert chunks[-1].choices == [] and chunks[-1].model_extra["tarx_route"]["execution_plane"] == "local"
+    # The usage chunk is the last and the only one without a choice; the route evidence rides on the chunk
+    # that carries finish_reason, so no other chunk has empty choices.
+    assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices == []
+    assert all(len(c.choices) == 1 for c in chunks[:-1])
+    assert chunks[-2].choices[0].finish_reason and chunks[-2].model_extra["tarx_route"]["execution_plane"] == "local"
     assert usage_chunks[0].usage.completion_tokens == whole.usage.completion_tokens
     assert usage_chunks[0].usage.prompt_tokens == whole.usage.prompt_tokens
 
@@ -78,7 +83,43 @@ def test_chat_stream_matches_non_stream_and_counts_usage(client: OpenAI) -> None
 def test_stream_without_usage_option_sends_no_usage(client: OpenAI) -> None:
     chunks = list(client.chat.completions.create(
         model="tarx-local", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True))
+    assert len(chunks) >= 3  # role, at least one token, finish
     assert all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
+
+
+def test_quickstart_stream_loop_never_meets_empty_choices(client: OpenAI) -> None:
+    """The OpenAI quickstart indexes choices[0] on every chunk; only include_usage may add one without."""
+    printed = []
+    for c in client.chat.completions.create(model="tarx-local", messages=[{"role": "user", "content": "Hi"}],
+                                            max_tokens=4, stream=True):
+        printed.append(c.choices[0].delta.content or "")
+    assert "".join(printed).strip()
+    route_chunk = c.model_extra.get("tarx_route")
+    assert c.choices[0].finish_reason and route_chunk["execution_plane"] == "local"
+
+
+def test_null_parameters_mean_their_defaults(client: OpenAI, runtime: Runtime) -> None:
+    nulls = {k: None for k in ("temperature", "top_p", "n", "stream", "stop", "frequency_penalty",
+                               "presence_penalty", "seed", "user", "tools", "tool_choice", "response_format",
+                               "stream_options", "parallel_tool_calls", "max_completion_tokens")}
+    r = httpx.post(runtime.url + "/v1/chat/completions", json={
+        "model": "tarx-local", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, **nulls},
+        timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"]
+    r = httpx.post(runtime.url + "/v1/chat/completions", json={
+        "model": "tarx-local", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": None}, timeout=120)
+    assert r.status_code == 200, r.text
+    # Null where a value is required stays an error.
+    r = httpx.post(runtime.url + "/v1/chat/completions", json={"model": "tarx-local", "messages": None}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    out = client.chat.completions.create(model="tarx-local", messages=[{"role": "user", "content": "Hi"}],
+                                         max_tokens=3, temperature=None, top_p=None, seed=None, stop=None)
+    assert out.choices[0].message.content
+    emb = httpx.post(runtime.url + "/v1/embeddings", json={"model": "tarx-local", "input": "hi",
+                                                           "dimensions": None, "user": None}, timeout=60)
+    assert emb.status_code == 200, emb.text
 
 
 def test_stop_sequence_cuts_output(client: OpenAI) -> None:
@@ -116,6 +157,23 @@ def test_embeddings_string_and_list(client: OpenAI) -> None:
     assert max(abs(a - b) for a, b in zip(v0, w, strict=True)) < 1e-4  # same text, same vector
     assert max(abs(a - b) for a, b in zip(v0, v1, strict=True)) > 1e-2  # different text, different vector
     assert many.usage.prompt_tokens > one.usage.prompt_tokens > 0
+
+
+def test_embedding_does_not_depend_on_its_batch(client: OpenAI) -> None:
+    text = "The quick brown fox jumps over the lazy dog."
+    alone = client.embeddings.create(model="tarx-local", input=text).data[0].embedding
+    four = client.embeddings.create(model="tarx-local", input=[text, "Stock markets fell.", text, text]).data
+    for item in (four[0], four[2], four[3]):
+        assert item.embedding == alone  # bit-identical, whatever else was in the call
+
+
+def test_embeddings_take_token_ids(client: OpenAI) -> None:
+    """Token arrays (LangChain's OpenAIEmbeddings sends them by default) are ids in the model's vocabulary."""
+    one = client.embeddings.create(model="tarx-local", input=[1, 2, 3])
+    many = client.embeddings.create(model="tarx-local", input=[[1, 2], [3]])
+    assert len(one.data) == 1 and len(many.data) == 2 and one.usage.prompt_tokens == 3
+    assert many.usage.prompt_tokens == 3
+    assert one.data[0].embedding != many.data[0].embedding
 
 
 def test_embeddings_base64_matches_float(client: OpenAI) -> None:

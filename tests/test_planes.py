@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from conftest import LONG_PROMPT, Runtime, chat_body
-from identity_helpers import bearer, owner_key, user_key
+from support.identity import bearer, owner_key, user_key
 
 HOSTED = {"x-tarx-execution-policy": "supercomputer-fast", "x-tarx-privacy-tier": "mesh_safe"}
 QUIET = {"TARX_LOCAL_NODE": "false"}
@@ -66,9 +67,13 @@ def test_hosted_stream_ends_with_route_evidence(front: Runtime, keys: dict) -> N
                       headers={**keys["hosted"], **HOSTED}, timeout=120) as r:
         data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]"
-    last = json.loads(data[-2])
-    assert last["choices"] == [] and last["tarx_route"]["execution_plane"] == "supercomputer"
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in map(json.loads, data[:-2]) if c["choices"])
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert all(len(c["choices"]) == 1 for c in chunks)  # no include_usage: every chunk has its choice
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] and last["tarx_route"]["execution_plane"] == "supercomputer"
+    assert r.headers["x-tarx-evidence-id"] == last["tarx_route"]["evidence_id"]
+    assert len({c["id"] for c in chunks}) == 1
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert text.strip()
 
 
@@ -160,8 +165,11 @@ def test_usage_equals_the_requests_made(front: Runtime, upstream: Runtime, keys:
     assert usage["joules_remaining"] == usage["joules_plan"] - usage["joules_used_this_month"]
     assert usage["daily"] and usage["source_descriptor"]["billing_grade"] is False
     assert httpx.get(front.url + "/v1/usage").status_code == 401
-    r = chat(front, {**fresh, "x-tarx-project-id": "not-my-project"})
-    assert r.status_code == 404
+    # A name that is none of the caller's projects is an attribution label on the local plane (seed 000).
+    r = chat(front, {**fresh, "x-tarx-project-id": "not-my-project"}, max_tokens=2)
+    assert r.status_code == 200
+    labels = {p["id"] for p in httpx.get(front.url + "/v1/usage", headers=fresh).json()["projects"]}
+    assert "not-my-project" in labels
 
 
 def test_routes_and_capacity(front: Runtime, keys: dict) -> None:
@@ -247,20 +255,62 @@ def test_killing_the_upstream_triggers_a_recorded_fallback(doomed_upstream) -> N
         assert stored["fallback"] is True
 
 
-def test_cors_allows_the_route_headers_and_nothing_else(make_runtime) -> None:
+def test_cors_policy(make_runtime) -> None:
+    """Listed origins and pages on this machine may read the API with any request header (SDKs add their own,
+    e.g. the OpenAI JS SDK's x-stainless-*); other origins get no CORS grant."""
     rt = make_runtime({**QUIET, "TARX_CORS_ORIGINS": '["https://app.example"]'}, name="cors")
-    ok = httpx.options(rt.url + "/v1/chat/completions", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type, x-tarx-execution-policy, x-tarx-privacy-tier"})
-    assert ok.status_code == 200
-    allowed = ok.headers["access-control-allow-headers"].lower()
-    for h in ("x-tarx-execution-policy", "x-tarx-privacy-tier", "x-tarx-project-id", "x-tarx-max-joules",
-              "x-tarx-max-latency-ms"):
-        assert h in allowed
-    bad = httpx.options(rt.url + "/v1/chat/completions", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "x-something-else"})
-    assert bad.status_code == 400
-    other = httpx.options(rt.url + "/v1/chat/completions", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
-    assert other.status_code == 400
+    sdk_headers = "x-stainless-os, x-stainless-lang, authorization, content-type, x-tarx-execution-policy"
+    for origin in ("https://app.example", "http://localhost:5173", "http://127.0.0.1:8080"):
+        ok = httpx.options(rt.url + "/v1/chat/completions", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": sdk_headers})
+        assert ok.status_code == 200, (origin, ok.text)
+        assert ok.headers["access-control-allow-origin"] == origin
+        assert "x-stainless-os" in ok.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in ok.headers
+    got = httpx.get(rt.url + "/v1/models", headers={"Origin": "http://localhost:3000"})
+    assert got.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "x-tarx-evidence-id" in got.headers["access-control-expose-headers"]
+    for origin in ("https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.evil.example"):
+        other = httpx.options(rt.url + "/v1/chat/completions", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+        assert "access-control-allow-origin" not in httpx.get(rt.url + "/v1/models", headers={"Origin": origin}).headers
+    strict = make_runtime({**QUIET, "TARX_CORS_LOOPBACK_ORIGINS": "false"}, name="cors-strict")
+    r = httpx.options(strict.url + "/v1/chat/completions", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_project_header_is_a_label_on_the_local_plane(front: Runtime, keys: dict) -> None:
+    """Seed 000's own example, `x-tarx-project-id: demo-project`, is an attribution label for local calls."""
+    r = chat(front, {**keys["dev"], "x-tarx-project-id": "demo-project"}, max_tokens=2)
+    assert r.status_code == 200, r.text
+    usage = httpx.get(front.url + "/v1/usage", headers=keys["dev"]).json()
+    assert any(p["id"] == "demo-project" and p["requests"] >= 1 for p in usage["projects"])
+    # A real project of the caller is still resolved by slug to its id.
+    r = chat(front, {**keys["owner"], "x-tarx-project-id": "default"}, max_tokens=2)
+    stored = httpx.get(front.url + f"/v1/evidence/{r.json()['tarx_route']['evidence_id']}").json()
+    assert stored["project_id"].startswith("proj_")
+    # The enterprise plane needs the project itself.
+    r = chat(front, {**keys["owner"], "x-tarx-execution-policy": "enterprise-private",
+                     "x-tarx-project-id": "demo-project"}, max_tokens=2)
+    assert r.status_code == 404
+
+
+def test_log_row_and_evidence_are_written_together_on_every_plane(front: Runtime, keys: dict) -> None:
+    ids = []
+    for headers, stream in (({}, False), ({}, True), (HOSTED, False), (HOSTED, True)):
+        r = chat(front, {**keys["hosted"], **headers}, max_tokens=3, stream=stream)
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-tarx-evidence-id"])
+    with sqlite3.connect(front.data_dir / "tarx.db") as db:
+        for evidence_id in ids:
+            ev = db.execute("SELECT request_id, execution_plane, prompt_tokens, completion_tokens, stream "
+                            "FROM route_evidence WHERE id = ?", (evidence_id,)).fetchone()
+            assert ev is not None and ev[0], evidence_id
+            log = db.execute("SELECT prompt_tokens, completion_tokens, stream FROM inference_requests WHERE id = ?",
+                             (ev[0],)).fetchone()
+            assert log is not None and log == ev[2:], (ev, log)
+        planes = {row[0] for row in db.execute(
+            f"SELECT execution_plane FROM route_evidence WHERE id IN ({','.join('?' * len(ids))})", ids)}
+    assert planes == {"local", "supercomputer"}

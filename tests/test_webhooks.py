@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from compute_helpers import FAST, Api, wait_until
 from conftest import Runtime
+from support.compute import FAST, Api, wait_until
 
 
 class Receiver:

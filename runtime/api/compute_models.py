@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, Field, StrictInt, StrictStr
+from pydantic_core import PydanticCustomError
 
+from runtime.api.bodies import Body
 from runtime.compute.jobs import JobSpec
+from runtime.store.jobs import TERMINAL, JobState
 
 Label = Annotated[StrictStr, Field(max_length=200)]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+_TERMINAL_NAMES = ", ".join(f"'{s}'" for s in TERMINAL[:-1]) + f" or '{TERMINAL[-1]}'"
+
+
+def _terminal(state: JobState) -> JobState:
+    """A result's state: one of the terminal ones."""
+    if state not in TERMINAL:
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": _TERMINAL_NAMES})
+    return state
 
 
 class SubmitJob(Body):
@@ -37,7 +46,7 @@ class JobRef(Body):
 
 
 class ListJobs(Body):
-    state: list[Literal["QUEUED", "ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]] | None = None
+    state: list[JobState] | None = None
     labels: dict[Label, Label] | None = None
     since: StrictStr | None = None
     until: StrictStr | None = None
@@ -85,7 +94,7 @@ class PushLogs(Body):
 class Result(Body):
     job_id: StrictStr = Field(alias="jobId")
     attempt: Annotated[StrictInt, Field(ge=1)]
-    state: Literal["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]
+    state: Annotated[JobState, AfterValidator(_terminal)]
     exit_code: StrictInt | None = Field(None, alias="exitCode")
     runtime_ms: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="runtimeMs")
     cpu_seconds: Annotated[float, Field(ge=0)] = Field(0.0, alias="cpuSeconds")

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.api.families import Family, family
 from runtime.errors import TarxError
 
 log = logging.getLogger("tarx.api")
@@ -32,20 +33,12 @@ _OPENAI_TYPES = {401: "authentication_error", 402: "insufficient_quota", 403: "p
                  404: "not_found_error", 429: "rate_limit_error"}
 
 
-def family(path: str) -> str:
-    if path.startswith("/api/v1/") or path == "/api/v1":
-        return "platform"
-    if path.startswith(("/api/compute/", "/v0/", "/api/auth/")):
-        return "compute"
-    return "openai"
-
-
 def envelope(path: str, err: TarxError) -> dict[str, Any]:
     fam = family(path)
-    if fam == "platform":
+    if fam is Family.platform:
         code = err.extra.get("error_code") or _STATUS_CODES.get(err.status, err.code.upper())
         return {"detail": err.message, "error_code": code, "status": err.status}
-    if fam == "compute":
+    if fam.compute_envelope:
         status = _COMPUTE_STATUS.get(err.status, "ERROR")
         return {"status": status, "message": err.message, "payload": None}
     body: dict[str, Any] = {"message": err.message, "type": err.type, "code": err.code, "docs_url": DOCS_URL}
@@ -76,7 +69,7 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         fam = family(request.url.path)
         # Seed 001 gives 422 VALIDATION_ERROR; the OpenAI family answers 400 invalid_request_error.
-        status = 422 if fam == "platform" else 400
+        status = 422 if fam is Family.platform else 400
         err = TarxError(_validation_message(exc), status=status, type="invalid_request_error",
                         code="invalid_request", extra={"error_code": "VALIDATION_ERROR"})
         return error_response(request, err)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
+import socket
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.api.errors import envelope
+from runtime.api.families import Family, family, rate_limit_family
 from runtime.auth.ratelimit import RateLimiter
 from runtime.errors import PayloadTooLarge, TarxError
 from runtime.release import CONSOLE_AGENT
@@ -97,6 +101,13 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            status = status or 499  # the client went away before an answer
+            raise
+        except Exception:
+            # The catch-all handler (outermost, outside this middleware) answers 500 for what escapes here.
+            status = status or 500
+            raise
         finally:
             if not (_console_poll(scope) and status < 400):
                 client = scope.get("client") or ("-", 0)
@@ -110,16 +121,6 @@ def _console_poll(scope: Scope) -> bool:
         return False
     agent = next((v for k, v in scope.get("headers", []) if k == b"user-agent"), b"")
     return agent.startswith(CONSOLE_AGENT.encode())
-
-
-def _family_for_limits(path: str) -> str | None:
-    if path.startswith("/api/v1/"):
-        return "platform"
-    # The node plane (heartbeat, poll, log push) is machine traffic paced by the protocol itself; artifact URLs
-    # carry their own authorization. Users' calls are what seed 003's limits are about.
-    if path.startswith("/api/compute/") and not path.startswith(("/api/compute/nodes/", "/api/compute/artifacts/")):
-        return "compute"
-    return None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -148,11 +149,11 @@ class RateLimit:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        family = _family_for_limits(scope["path"]) if scope["type"] == "http" else None
-        if family is None or family not in self.limiter.policies:
+        policy = rate_limit_family(scope["path"]) if scope["type"] == "http" else None
+        if policy is None or policy not in self.limiter.policies:
             await self.app(scope, receive, send)
             return
-        d = self.limiter.hit(family, _caller(scope))
+        d = self.limiter.hit(policy, _caller(scope))
         headers = [
             (b"x-ratelimit-limit", str(d.limit).encode()),
             (b"x-ratelimit-remaining", str(d.remaining).encode()),
@@ -178,6 +179,52 @@ class RateLimit:
         await self.app(scope, receive, with_headers)
 
 
+class HostCheck:
+    """Refuse requests whose Host header names a host this runtime was not told it is (DNS rebinding: a web page
+    whose name resolves to 127.0.0.1 would otherwise be same-origin with the runtime's key-less surface)."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str], bind_host: str) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        names = {name.lower().rstrip(".") for name in allowed}
+        if bind_host not in ("127.0.0.1", "localhost", "::1") and not bind_host.startswith("127."):
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower(), bind_host.lower()}
+        self.names = names
+
+    def allows(self, host: str) -> bool:
+        if self.any or not host:
+            return True
+        name = host.lower()
+        if name.startswith("["):  # [v6]:port
+            return _is_ip(name[1:].partition("]")[0])
+        name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        name = name.rstrip(".")
+        return _is_ip(name) or name == "localhost" or name.endswith(".localhost") or name in self.names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = (_header(scope, b"host") or b"").decode("latin-1")
+        if self.allows(host):
+            await self.app(scope, receive, send)
+            return
+        err = TarxError(f"Host '{host}' is not one this runtime answers to; add it to the allowed_hosts setting.",
+                        status=403, type="permission_error", code="host_not_allowed",
+                        extra={"error_code": "HOST_NOT_ALLOWED"})
+        await send({"type": "http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps(envelope(scope["path"], err)).encode()})
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 class ComputeVersion:
     """`/v0/*`: `X-Compute-API-Version` must be `v0` when sent, and every answer carries it."""
 
@@ -187,7 +234,7 @@ class ComputeVersion:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v0/"):
+        if scope["type"] != "http" or family(scope["path"]) is not Family.compute_v0:
             await self.app(scope, receive, send)
             return
         asked = _header(scope, b"x-compute-api-version")

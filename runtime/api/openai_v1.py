@@ -1,28 +1,39 @@
-"""`/v1`: the OpenAI-compatible inference surface (seed 000's launch-safe list, local side)."""
+"""`/v1`: the OpenAI-compatible inference surface (seed 000's launch-safe list, local side).
+
+The only place where chat results become OpenAI JSON (`chat.completion`, `chat.completion.chunk`, `usage`,
+`tarx_route`); everything below speaks the typed seam of runtime/inference/results.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
+import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Annotated, Any, TypeVar
+from contextlib import aclosing
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from runtime.api.deps import Services, inference_principal, principal, services
+from runtime import __version__
+from runtime.api.deps import Caller, InferenceCaller, Svc, inference_principal
 from runtime.api.errors import envelope
-from runtime.auth.principal import Principal
 from runtime.errors import NotFound, TarxError
 from runtime.inference.contract import EVIDENCE_CONTRACT, routing_catalogue, usage_report
-from runtime.inference.routing import POLICIES, route_view
+from runtime.inference.planes import POLICIES
+from runtime.inference.registry import ModelSpec
+from runtime.inference.results import ChatEvent, ChatResult, Embeddings, Final, TextDelta, ToolCall, ToolCalls
 from runtime.inference.schemas import ChatCompletionRequest, EmbeddingRequest
-from runtime.store import evidence as evidence_store
+from runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 # Inference needs a key unless the runtime is bound to loopback (see Settings.inference_requires_key).
 needs_caller = [Depends(inference_principal)]
+FINGERPRINT = f"tarx-{__version__}"
 T = TypeVar("T")
 
 
@@ -47,103 +58,145 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
     return task.result()
 
 
-def sse(request: Request, chunks: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
+# ---- wire shapes -------------------------------------------------------------------------------------------------
+
+def _tool_calls(calls: list[ToolCall], indexed: bool = False) -> list[dict[str, Any]]:
+    return [{**({"index": i} if indexed else {}), "id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}} for i, c in enumerate(calls)]
+
+
+def _usage(result: ChatResult) -> dict[str, int]:
+    u = result.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.total_tokens}
+
+
+def completion_json(result: ChatResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None if result.tool_calls else result.text,
+                               "refusal": None}
+    if result.tool_calls:
+        message["tool_calls"] = _tool_calls(result.tool_calls)
+    return {"id": result.id, "object": "chat.completion", "created": result.created, "model": result.model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}],
+            "usage": _usage(result), "tarx_route": result.route.as_dict()}
+
+
+async def chunks_json(body: ChatCompletionRequest, call_id: str, events: AsyncIterator[ChatEvent]
+                      ) -> AsyncIterator[dict[str, Any]]:
+    """`chat.completion.chunk`s. Every chunk has one choice, except the usage chunk that
+    `stream_options.include_usage` asks for (OpenAI's rule: clients index `choices[0]` on all others); the
+    route evidence rides on the chunk that carries `finish_reason`."""
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": call_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    async with aclosing(events):  # a client that went away stops the generation
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, ToolCalls):
+                yield chunk({"tool_calls": _tool_calls(event.calls, indexed=True)})
+            elif isinstance(event, Final):
+                last = chunk({}, event.result.finish_reason)
+                last["tarx_route"] = event.result.route.as_dict()
+                yield last
+                if body.stream_options and body.stream_options.include_usage:
+                    usage = chunk({})
+                    usage["choices"] = []
+                    usage["usage"] = _usage(event.result)
+                    yield usage
+
+
+def sse(request: Request, chunks: AsyncIterator[dict[str, Any]], headers: dict[str, str]) -> EventSourceResponse:
     async def events() -> AsyncIterator[dict[str, str]]:
         try:
-            async for chunk in chunks:
-                yield {"data": json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))}
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    yield {"data": json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))}
         except TarxError as err:  # after the first byte the status is sent: report in-band, as OpenAI does
             yield {"data": json.dumps(envelope(request.url.path, err))}
             return
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(events(), sep="\n", ping=15, headers={"Cache-Control": "no-cache",
-                                                                    "X-Accel-Buffering": "no"})
+                                                                    "X-Accel-Buffering": "no", **headers})
 
+
+def embeddings_json(result: Embeddings, encoding_format: str) -> dict[str, Any]:
+    data = []
+    for i, vec in enumerate(result.vectors):
+        value: Any = vec
+        if encoding_format == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {"object": "list", "data": data, "model": result.model,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
+
+
+# ---- routes ------------------------------------------------------------------------------------------------------
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, request: Request,
-                           caller: Annotated[Principal | None, Depends(inference_principal)]) -> Any:
-    svc: Services = services(request)
-    plan = await svc.router.plan(caller, request.headers)
+async def chat_completions(body: ChatCompletionRequest, request: Request, svc: Svc, caller: InferenceCaller) -> Any:
+    plan = await svc.chat.plan(caller, request.headers)
+    evidence_header = {"x-tarx-evidence-id": plan.evidence_id}
     if body.stream:
-        chunks = await svc.router.stream(plan, body)
-        return sse(request, chunks)
-    result = await unless_disconnected(request, svc.router.complete(plan, body))
+        events = await svc.chat.stream(body, plan)
+        return sse(request, chunks_json(body, plan.call_id, events), evidence_header)
+    result = await unless_disconnected(request, svc.chat.complete(body, plan))
     if result is None:  # nobody is left to answer; 499 is what proxies log for this
         return JSONResponse({"error": {"message": "client disconnected"}}, status_code=499)
-    data, route = result
-    return JSONResponse(data, headers={"x-tarx-evidence-id": route["evidence_id"]})
+    return JSONResponse(completion_json(result), headers=evidence_header)
 
 
 @router.post("/embeddings", dependencies=needs_caller)
-async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
-    return await services(request).chat.embed(body)
+async def embeddings(body: EmbeddingRequest, svc: Svc) -> dict[str, Any]:
+    return embeddings_json(await svc.chat.embed(body), body.encoding_format)
 
 
-def _model_card(svc: Services, spec: Any) -> dict[str, Any]:
+def _model_card(svc: Services, spec: ModelSpec) -> dict[str, Any]:
     status = svc.engine.model_status(spec)
-    return {
-        "id": spec.name,
-        "object": "model",
-        "created": svc.started_at_epoch,
-        "owned_by": "tarx",
-        "description": spec.description,
-        "source": spec.source,
-        "state": status["state"],
-        "available": status["available"],
-    }
+    return {"id": spec.name, "object": "model", "created": svc.started_at_epoch, "owned_by": "tarx",
+            "description": spec.description, "source": spec.source, "state": status["state"],
+            "available": status["available"]}
 
 
 @router.get("/models", dependencies=needs_caller)
-async def list_models(request: Request) -> dict[str, Any]:
-    svc = services(request)
+async def list_models(svc: Svc) -> dict[str, Any]:
     return {"object": "list", "data": [_model_card(svc, spec) for spec in svc.engine.registry.all()]}
 
 
 @router.get("/models/{model_id}", dependencies=needs_caller)
-async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    svc = services(request)
+async def get_model(model_id: str, svc: Svc) -> dict[str, Any]:
     return _model_card(svc, svc.engine.registry.get(model_id))
 
 
 @router.get("/health")
-async def health(request: Request) -> JSONResponse:
-    svc = services(request)
-    models = {}
-    for spec in svc.engine.registry.all():
-        status = svc.engine.model_status(spec)
-        models[spec.name] = {key: status[key] for key in ("state", "available", "error", "stats")}
-    default = svc.settings.default_model
-    d = models.get(default)
-    ok = d is not None and d["available"] and d["state"] != "error"
-    body = {
-        "status": "ok" if ok else "unavailable",
-        "default_model": default,
-        "models": models,
-        "queues": svc.engine.capacity(),
-        "version": svc.version,
-        "instance_id": svc.instance_id,
-    }
-    if not ok:
-        reason = "is not installed" if d is None or not d["available"] else f"failed to load: {d['error']}"
-        body["error"] = f"the default model '{default}' {reason}"
-    return JSONResponse(body, status_code=200 if ok else 503)
+async def health(svc: Svc) -> JSONResponse:
+    h = svc.chat.health()
+    body: dict[str, Any] = {"status": "ok" if h.ok else "unavailable", "default_model": h.default_model,
+                            "models": h.models, "queues": h.queues, "version": svc.version,
+                            "instance_id": svc.instance_id}
+    if h.error:
+        body["error"] = h.error
+    return JSONResponse(body, status_code=200 if h.ok else 503)
 
 
 @router.get("/capacity", dependencies=needs_caller)
-async def capacity(request: Request) -> dict[str, Any]:
-    svc = services(request)
-    return {"object": "capacity", "live": True, "queue_classes": svc.router.capacity(),
+async def capacity(svc: Svc) -> dict[str, Any]:
+    return {"object": "capacity", "live": True, "queue_classes": svc.chat.capacity(),
             "policies": {policy: {"execution_plane": plane, "queue_class": "enterprise" if plane == "enterprise"
                                   else cls} for policy, (plane, cls) in POLICIES.items()},
             "headers_on_backpressure": ["Retry-After", "x-tarx-queue-class", "x-tarx-backpressure-state"]}
 
 
 @router.get("/routes", dependencies=needs_caller)
-async def routes(request: Request) -> dict[str, Any]:
-    svc = services(request)
-    return {"object": "list", "data": routing_catalogue(svc.settings, await svc.router.hosted_configured())}
+async def routes(svc: Svc) -> dict[str, Any]:
+    return {"object": "list", "data": routing_catalogue(svc.settings, await svc.chat.hosted_configured())}
 
 
 @router.get("/evidence", dependencies=needs_caller)
@@ -152,15 +205,14 @@ async def evidence_contract() -> dict[str, Any]:
 
 
 @router.get("/evidence/{evidence_id}", dependencies=needs_caller)
-async def evidence_record(evidence_id: str, request: Request) -> dict[str, Any]:
-    rec = await evidence_store.get(services(request).db, evidence_id)
-    if rec is None:
+async def evidence_record(evidence_id: str, svc: Svc) -> dict[str, Any]:
+    found = await svc.chat.evidence(evidence_id)
+    if found is None:
         raise NotFound(f"No route evidence '{evidence_id}'.", code="evidence_not_found")
-    return {**route_view(rec), "prompt_tokens": rec["prompt_tokens"], "completion_tokens": rec["completion_tokens"],
-            "stream": rec["stream"], "project_id": rec["project_id"]}
+    route, accounting = found
+    return {**route.as_dict(), **accounting}
 
 
 @router.get("/usage")
-async def usage(request: Request, caller: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
-    svc = services(request)
-    return await usage_report(svc.db, svc.settings, svc.router.meter, caller)
+async def usage(svc: Svc, caller: Caller) -> dict[str, Any]:
+    return await usage_report(svc.db, svc.settings, svc.chat.planes.meter, caller)

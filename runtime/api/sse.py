@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
 from sse_starlette import EventSourceResponse
-
-from runtime.compute.jobs import JobService
 
 
 def last_event_id(request: Request, default: int = 0) -> int:
@@ -19,10 +16,10 @@ def last_event_id(request: Request, default: int = 0) -> int:
     return int(value) if value.isdigit() else default
 
 
-def job_log_stream(jobs: JobService, job_id: str, after_seq: int, follow: bool, stop: asyncio.Event
-                   ) -> EventSourceResponse:
+def job_log_stream(records: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
+    """A job's log records (JobService.logs) as `log` events, each with its sequence number as id, then `end`."""
     async def events() -> AsyncIterator[dict[str, Any]]:
-        async for item in jobs.follow_logs(job_id, after_seq, follow, stop):
+        async for item in records:
             kind = item.pop("kind")
             if kind == "line":
                 yield {"event": "log", "id": str(item["seq"]), "data": json.dumps(item)}

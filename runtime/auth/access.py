@@ -28,6 +28,13 @@ def allows(role: str | None, needed: str) -> bool:
     return role is not None and rank(role) >= rank(needed)
 
 
+def require_owner(principal: Principal, message: str) -> Principal:
+    """The runtime's owner (the account bootstrap made), else 403: runtime-wide settings are the owner's alone."""
+    if not principal.user.is_owner:
+        raise PermissionDenied(message)
+    return principal
+
+
 @dataclass
 class ProjectContext:
     principal: Principal

@@ -5,6 +5,7 @@ Each mutation and its audit record commit in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -12,17 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runtime.auth import keys
-from runtime.auth.access import ADMIN, OWNER, READ, PermissionDenied, ProjectContext, require
+from runtime.auth import expiry, keys, reach
+from runtime.auth.access import ADMIN, OWNER, READ, PermissionDenied, ProjectContext, require, require_owner
 from runtime.auth.keys import KeyKind
 from runtime.auth.principal import Authenticator, Principal
 from runtime.auth.secretbox import SecretBox, mask
+from runtime.auth.signin_limits import SigninLimits
 from runtime.errors import Conflict, InvalidRequest, NotFound, TarxError
-from runtime.store import Database, api_keys, audit, identity
+from runtime.store import Database, api_keys, audit, identity, otp_codes
 from runtime.store import secrets as secret_store
 from runtime.store.api_keys import ApiKey
 from runtime.store.audit import Actor
-from runtime.store.db import utcnow
+from runtime.store.db import iso
 from runtime.store.identity import Project, User
 
 log = logging.getLogger("tarx.auth")
@@ -31,7 +33,6 @@ TARX_SCOPES = ("developer_runtime", "supercomputer")
 HOSTED_ENTITLEMENT = "supercomputer"
 ENTITLEMENTS = (HOSTED_ENTITLEMENT,)
 OTP_TTL = timedelta(minutes=10)
-OTP_MAX_ATTEMPTS = 5
 
 
 @dataclass
@@ -44,16 +45,23 @@ class MintedKey:
 
 
 class Accounts:
-    def __init__(self, db: Database, box: SecretBox, auth: Authenticator) -> None:
+    def __init__(self, db: Database, box: SecretBox, auth: Authenticator, limits: SigninLimits | None = None
+                 ) -> None:
         self.db = db
         self.box = box
         self.auth = auth
+        self.limits = limits or SigninLimits()
+        # Verifications run one at a time, so concurrent guesses cannot all pass the lockout check (and the
+        # code's attempt count) before the first failure is counted.
+        self._verifying = asyncio.Lock()
 
     # ---- keys -------------------------------------------------------------------------------------------------
 
     async def create_key(self, principal: Principal, kind: KeyKind, name: str, *, scope: str | None = None,
                          project_id: str | None = None, quotas: dict[str, Any] | None = None,
                          subject_id: str | None = None, expires_at: str | None = None) -> MintedKey:
+        if expires_at is not None:  # RFC 3339, in the future; stored as UTC `…Z` (400 invalid_expiry otherwise)
+            expires_at = expiry.normalise(expires_at)
         if kind is KeyKind.tarx:
             if scope not in TARX_SCOPES:
                 raise InvalidRequest(f"scope must be one of {list(TARX_SCOPES)}", code="invalid_scope")
@@ -62,8 +70,8 @@ class Accounts:
                 raise TarxError("A supercomputer key needs a hosted Supercomputer entitlement on the account.",
                                 status=402, type="insufficient_quota", code="hosted_entitlement_required",
                                 extra={"error_code": "PAYMENT_REQUIRED"})
-        if expires_at is not None and expires_at <= utcnow():
-            raise InvalidRequest("expires_at must be in the future", code="invalid_expiry")
+        quotas, expires_at = reach.mint_bounds(principal, kind, scope=scope, project_id=project_id, quotas=quotas,
+                                               expires_at=expires_at)
         plaintext = keys.generate(kind)
         async with self.db.transaction() as tx:
             key = await api_keys.insert(
@@ -75,12 +83,17 @@ class Accounts:
         return MintedKey(key, plaintext)
 
     async def list_keys(self, principal: Principal, kinds: tuple[KeyKind, ...]) -> list[ApiKey]:
-        return await api_keys.list_for(self.db, principal.user.id, tuple(k.value for k in kinds))
+        """The caller's keys of these kinds; a workspace-bound key sees only its workspace's."""
+        return await api_keys.list_for(self.db, principal.user.id, tuple(k.value for k in kinds),
+                                       project_id=_bound(principal))
 
     async def revoke_key(self, principal: Principal, key_id: str, kinds: tuple[KeyKind, ...]) -> ApiKey:
         key = await api_keys.get(self.db, key_id)
-        # Another user's key, or a key of another family, is "not found": never confirm it exists.
-        if key is None or key.user_id != principal.user.id or key.kind not in {k.value for k in kinds}:
+        bound = _bound(principal)
+        # Another user's key, a key of another family or (for a workspace-bound key) of another workspace is
+        # "not found": never confirm it exists.
+        if (key is None or key.user_id != principal.user.id or key.kind not in {k.value for k in kinds}
+                or (bound is not None and key.project_id != bound)):
             raise NotFound(f"Key '{key_id}' was not found.", extra={"error_code": "NOT_FOUND"})
         async with self.db.transaction() as tx:
             await api_keys.revoke(tx, key.id)
@@ -93,9 +106,12 @@ class Accounts:
 
     # ---- entitlements -----------------------------------------------------------------------------------------
 
+    async def entitlements(self, principal: Principal) -> list[str]:
+        """The caller's own account entitlements."""
+        return await identity.entitlements(self.db, principal.user.id)
+
     async def set_entitlement(self, principal: Principal, name: str, granted: bool, email: str | None) -> list[str]:
-        if not principal.user.is_owner:
-            raise PermissionDenied("Only the runtime's owner can change entitlements.")
+        require_owner(principal, "Only the runtime's owner can change entitlements.")
         if name not in ENTITLEMENTS:
             raise InvalidRequest(f"entitlement must be one of {list(ENTITLEMENTS)}", code="invalid_entitlement")
         target = principal.user if email is None else await identity.user_by_email(self.db, email)
@@ -111,6 +127,10 @@ class Accounts:
         return await identity.entitlements(self.db, target.id)
 
     # ---- projects and members ----------------------------------------------------------------------------------
+
+    async def projects(self, principal: Principal) -> list[Project]:
+        """The projects the caller is a member of, each with the caller's role, oldest first."""
+        return await identity.projects_for(self.db, principal.user.id)
 
     async def create_project(self, principal: Principal, name: str, slug: str | None = None,
                              description: str = "", default_region: str = "local") -> Project:
@@ -192,43 +212,59 @@ class Accounts:
     async def request_code(self, email: str, client: str | None) -> str | None:
         """Issue a one-time code for an existing account; it is delivered on the runtime's log (no mail here).
 
-        Returns the code for in-process callers (the console shows it); the HTTP answer never includes it.
+        Throttled per email and per client address (429), known or not. Returns the code for in-process callers
+        (the console shows it); the HTTP answer never includes it.
         """
+        self.limits.code_requested(email, client)
         user = await identity.user_by_email(self.db, email)
         if user is None:
             log.info("one-time code requested for unknown account %s; nothing sent", email)
             return None
         code = f"{secrets.randbelow(10**6):06d}"
-        expires = (datetime.now(UTC) + OTP_TTL).isoformat(timespec="seconds").replace("+00:00", "Z")
         async with self.db.transaction() as tx:
-            await tx.execute("UPDATE otp_codes SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
-                             (utcnow(), user.id))
-            await tx.execute("INSERT INTO otp_codes (id, user_id, code_hash, expires_at) VALUES (?, ?, ?, ?)",
-                             (secrets.token_hex(8), user.id, _code_hash(user.id, code), expires))
+            await otp_codes.replace(tx, user.id, _code_hash(user.id, code), iso(datetime.now(UTC) + OTP_TTL))
             await audit.write(tx, Actor(user.id, None, client), "session.code_requested", target=user.id)
         log.warning("one-time sign-in code for %s: %s (valid %d minutes)", user.email, code,
                     OTP_TTL.seconds // 60)
         return code
 
     async def verify_code(self, email: str, code: str, client: str | None) -> tuple[str, datetime, User]:
-        invalid = TarxError("The code is not valid.", status=401, type="authentication_error",
-                            code="otp_invalid")
-        user = await identity.user_by_email(self.db, email)
-        if user is None:
-            raise invalid
-        row = await self.db.fetchone(
-            "SELECT * FROM otp_codes WHERE user_id = ? AND used_at IS NULL ORDER BY expires_at DESC LIMIT 1",
-            (user.id,))
-        if row is None or row["expires_at"] <= utcnow() or row["attempts"] >= OTP_MAX_ATTEMPTS:
-            raise invalid
-        if not secrets.compare_digest(row["code_hash"], _code_hash(user.id, code)):
-            await self.db.execute("UPDATE otp_codes SET attempts = attempts + 1 WHERE id = ?", (row["id"],))
-            raise invalid
-        async with self.db.transaction() as tx:
-            await tx.execute("UPDATE otp_codes SET used_at = ? WHERE id = ?", (utcnow(), row["id"]))
-            await audit.write(tx, Actor(user.id, None, client), "session.create", target=user.id)
+        """A session for the right live code; 401 otherwise, and 429 while the email or address is locked out
+        (runtime/auth/signin_limits.py), whatever the code."""
+        self.limits.check_verify(email, client)
+        async with self._verifying:
+            self.limits.check_verify(email, client)  # failures counted while this one waited
+            found = await self._check_code(email, code)
+            if found is None:
+                self.limits.failed(email, client)
+                raise TarxError("The code is not valid.", status=401, type="authentication_error",
+                                code="otp_invalid")
+            user, code_id = found
+            async with self.db.transaction() as tx:
+                await otp_codes.use(tx, code_id)
+                await audit.write(tx, Actor(user.id, None, client), "session.create", target=user.id)
+            self.limits.succeeded(email)
         token, expires = self.auth.issue_session(user)
         return token, expires, user
+
+    async def _check_code(self, email: str, code: str) -> tuple[User, str] | None:
+        """The account and its live code's id when `code` is that code; None for anything else. A wrong guess
+        counts against the live code, which is void after `code_attempts` of them."""
+        user = await identity.user_by_email(self.db, email)
+        if user is None:
+            return None
+        live = await otp_codes.live(self.db, user.id)
+        if live is None or expiry.has_passed(live.expires_at) or live.attempts >= self.limits.policy.code_attempts:
+            return None
+        if not secrets.compare_digest(live.code_hash, _code_hash(user.id, code)):
+            await otp_codes.count_attempt(self.db, live.id)
+            return None
+        return user, live.id
+
+
+def _bound(principal: Principal) -> str | None:
+    """The workspace a compute or node key is bound to (None for the user's own credentials and TARX keys)."""
+    return principal.key.project_id if principal.key is not None else None
 
 
 def _code_hash(user_id: str, code: str) -> str:

@@ -8,13 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from runtime.auth import keys
+from runtime.auth import expiry, keys
 from runtime.auth.secretbox import SecretBox
 from runtime.errors import TarxError
 from runtime.store import Database, api_keys, identity
 from runtime.store.api_keys import ApiKey
 from runtime.store.audit import Actor
-from runtime.store.db import utcnow
 from runtime.store.identity import User
 
 JWT_ALGORITHM = "HS256"
@@ -84,7 +83,7 @@ class Authenticator:
             self._cache[parsed.hash] = (now + CACHE_SECONDS, key, user)
         if key.revoked_at is not None:
             raise AuthError("The API key was revoked.", "tarx_api_key_revoked", "API_KEY_REVOKED")
-        if key.expires_at is not None and key.expires_at <= utcnow():
+        if key.expires_at is not None and expiry.has_passed(key.expires_at):  # an unreadable expiry has passed
             raise AuthError("The API key has expired.", "tarx_api_key_expired", "API_KEY_EXPIRED")
         if now - self._touched.get(key.id, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS:
             self._touched[key.id] = now

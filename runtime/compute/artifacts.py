@@ -12,9 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from runtime.auth.access import WRITE, require
+from runtime.auth.principal import Principal
+from runtime.compute.access import ProjectSource, node_of, project_job
 from runtime.errors import NotFound, PayloadTooLarge, TarxError
 from runtime.store import Database
-from runtime.store.db import utcnow
+from runtime.store import artifacts as artifact_store
+from runtime.store import jobs as job_store
+from runtime.store.artifacts import Artifact
 from runtime.store.ids import new_id
 
 
@@ -22,11 +27,13 @@ class BadSignature(TarxError):
     status, type, code = 403, "permission_error", "invalid_signature"
 
 
+def artifact_view(a: Artifact) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "size": a.size, "sha256": a.sha256, "createdAt": a.created_at,
+            "uploadedAt": a.uploaded_at}
+
+
 async def list_for_job(db: Database, job_id: str) -> list[dict[str, Any]]:
-    rows = await db.fetchall("SELECT id, name, size, sha256, created_at, uploaded_at FROM artifacts "
-                             "WHERE job_id = ? ORDER BY created_at", (job_id,))
-    return [{"id": r["id"], "name": r["name"], "size": r["size"], "sha256": r["sha256"], "createdAt": r["created_at"],
-             "uploadedAt": r["uploaded_at"]} for r in rows]
+    return [artifact_view(a) for a in await artifact_store.list_for_job(db, job_id)]
 
 
 class ArtifactStore:
@@ -36,6 +43,8 @@ class ArtifactStore:
         self._key = hashlib.sha256(b"tarx-artifacts:" + secret.encode()).digest()
         self.max_bytes = max_bytes
         self.ttl = ttl_seconds
+
+    # ---- presigned URLs -------------------------------------------------------------------------------------------
 
     def _sign(self, method: str, job_id: str, artifact_id: str, expires: int) -> str:
         msg = f"{method}\n{job_id}\n{artifact_id}\n{expires}".encode()
@@ -48,7 +57,7 @@ class ArtifactStore:
         return {"url": f"/api/compute/artifacts/{action}/{job_id}/{artifact_id}?expires={expires}&sig={sig}",
                 "method": method, "artifactId": artifact_id, "expiresAt": expires}
 
-    def verify(self, method: str, job_id: str, artifact_id: str, expires: str | None, sig: str | None) -> None:
+    def _verify(self, method: str, job_id: str, artifact_id: str, expires: str | None, sig: str | None) -> None:
         if not expires or not sig or not expires.isdigit():
             raise BadSignature("This artifact URL is missing its signature.")
         good = self._sign(method, job_id, artifact_id, int(expires))
@@ -57,30 +66,48 @@ class ArtifactStore:
         if int(expires) < time.time():
             raise BadSignature("This artifact URL has expired; ask for a new one.")
 
-    async def presign_upload(self, job_id: str, name: str) -> dict[str, Any]:
+    async def _access(self, caller: Principal, job_id: str, project: ProjectSource, write: bool) -> None:
+        """Users of the job's workspace, or the node that holds the job."""
+        if caller.via == "node":
+            node = await node_of(self.db, caller)
+            job = await job_store.get(self.db, job_id)
+            if job is None or job.node_id != node.id:
+                raise NotFound(f"Job '{job_id}' was not found.")
+            return
+        ctx = await project()
+        await project_job(self.db, ctx, job_id)
+        if write:
+            await require(self.db, ctx, WRITE, "artifact.upload")
+
+    async def presign_upload(self, caller: Principal, job_id: str, name: str, project: ProjectSource
+                             ) -> dict[str, Any]:
+        await self._access(caller, job_id, project, write=True)
         artifact_id = new_id("art")
-        await self.db.execute("INSERT INTO artifacts (id, job_id, name, created_at) VALUES (?, ?, ?, ?)",
-                              (artifact_id, job_id, name, utcnow()))
+        await artifact_store.insert(self.db, artifact_id, job_id, name)
         return self._url("PUT", job_id, artifact_id)
 
-    async def presign_download(self, job_id: str, artifact_id: str) -> dict[str, Any]:
-        row = await self.db.fetchone("SELECT uploaded_at FROM artifacts WHERE id = ? AND job_id = ?",
-                                     (artifact_id, job_id))
-        if row is None or row["uploaded_at"] is None:
+    async def presign_download(self, caller: Principal, job_id: str, artifact_id: str, project: ProjectSource
+                               ) -> dict[str, Any]:
+        await self._access(caller, job_id, project, write=False)
+        found = await artifact_store.get(self.db, job_id, artifact_id)
+        if found is None or found.uploaded_at is None:
             raise NotFound(f"Artifact '{artifact_id}' of job '{job_id}' was not found.")
         return self._url("GET", job_id, artifact_id)
 
-    def path(self, job_id: str, artifact_id: str) -> Path:
+    # ---- the files (the URL is the authorization) -----------------------------------------------------------------
+
+    def _path(self, job_id: str, artifact_id: str) -> Path:
         return self.root / job_id / artifact_id
 
-    async def receive(self, job_id: str, artifact_id: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
-        row = await self.db.fetchone("SELECT uploaded_at FROM artifacts WHERE id = ? AND job_id = ?",
-                                     (artifact_id, job_id))
-        if row is None:
+    async def receive(self, job_id: str, artifact_id: str, expires: str | None, sig: str | None,
+                      chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+        self._verify("PUT", job_id, artifact_id, expires, sig)
+        found = await artifact_store.get(self.db, job_id, artifact_id)
+        if found is None:
             raise NotFound(f"Artifact '{artifact_id}' of job '{job_id}' was not found.")
-        if row["uploaded_at"] is not None:
+        if found.uploaded_at is not None:
             raise TarxError("This artifact was already uploaded.", status=409, code="conflict")
-        target = self.path(job_id, artifact_id)
+        target = self._path(job_id, artifact_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".part-{os.getpid()}")
         digest, size = hashlib.sha256(), 0
@@ -96,10 +123,15 @@ class ArtifactStore:
         finally:
             partial.unlink(missing_ok=True)
         sha = digest.hexdigest()
-        await self.db.execute("UPDATE artifacts SET size = ?, sha256 = ?, uploaded_at = ? WHERE id = ?",
-                              (size, sha, utcnow(), artifact_id))
+        await artifact_store.mark_uploaded(self.db, artifact_id, size, sha)
         return {"id": artifact_id, "jobId": job_id, "size": size, "sha256": sha}
 
-    async def sha256_of(self, job_id: str, artifact_id: str) -> str | None:
-        row = await self.db.fetchone("SELECT sha256 FROM artifacts WHERE id = ? AND job_id = ?", (artifact_id, job_id))
-        return row["sha256"] if row else None
+    async def download(self, job_id: str, artifact_id: str, expires: str | None, sig: str | None
+                       ) -> tuple[Path, str | None]:
+        """The stored file and its SHA-256."""
+        self._verify("GET", job_id, artifact_id, expires, sig)
+        path = self._path(job_id, artifact_id)
+        if not path.is_file():
+            raise NotFound("This artifact has not been uploaded.")
+        found = await artifact_store.get(self.db, job_id, artifact_id)
+        return path, found.sha256 if found else None

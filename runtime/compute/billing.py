@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
+from runtime.auth.access import ADMIN, READ, ProjectContext, require
 from runtime.errors import TarxError
-from runtime.store import Database, jobs
+from runtime.store import Database, audit, jobs
+from runtime.store import limits as limit_store
 from runtime.store.db import iso, utcnow
 
 # Seed 004's plans; a local runtime is always on Hobby.
@@ -20,6 +23,7 @@ PLANS = [
     {"id": "enterprise", "name": "Enterprise", "priceUsdPerMonth": None, "rateLimit": "Custom", "burst": "Custom",
      "description": "Hosted; not available on a local runtime."},
 ]
+# The API's names for the caps, and the fields that hold them.
 LIMIT_FIELDS = {"softCpuSeconds": "soft_cpu_seconds", "hardCpuSeconds": "hard_cpu_seconds",
                 "softGpuSeconds": "soft_gpu_seconds", "hardGpuSeconds": "hard_gpu_seconds"}
 
@@ -41,51 +45,65 @@ def subscription() -> dict[str, Any]:
             "hosted": False}
 
 
-async def usage(db: Database, project_id: str, since: str | None, until: str | None) -> dict[str, Any]:
-    start, _ = month_window()
-    since, until = since or start, until or utcnow()
-    figures = await jobs.usage(db, project_id, since, until)
-    return {"windowStart": since, "windowEnd": until, **figures, "estimateUsd": 0.0,
-            "source": "measured by nodes (CPU time and peak memory of each job's process tree)"}
+def checkout() -> NoReturn:
+    raise TarxError("Checkout is not available on a local runtime: it runs on the Hobby (local only) plan, with "
+                    "nothing to buy. Hosted plans are bought from the hosted service.", status=400,
+                    code="checkout_unavailable")
 
 
-class Limits:
-    """Soft and hard caps per workspace. Read on every submission, so kept in memory; every change comes here."""
+def limits_view(limits: limit_store.Limits) -> dict[str, Any]:
+    return {**{name: getattr(limits, col) for name, col in LIMIT_FIELDS.items()}, "updatedAt": limits.updated_at}
+
+
+class Billing:
+    """Usage and the soft and hard caps per workspace. Caps are read on every submission, so kept in memory; every
+    change comes through here."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._rows: dict[str, Any] = {}
+        self._limits: dict[str, limit_store.Limits] = {}
 
-    async def get(self, project_id: str) -> dict[str, Any]:
-        if project_id not in self._rows:
-            self._rows[project_id] = await self.db.fetchone("SELECT * FROM billing_limits WHERE project_id = ?",
-                                                            (project_id,))
-        row = self._rows[project_id]
-        out: dict[str, Any] = {k: (row[col] if row else None) for k, col in LIMIT_FIELDS.items()}
-        out["updatedAt"] = row["updated_at"] if row else None
-        return out
+    async def _get(self, project_id: str) -> limit_store.Limits:
+        if project_id not in self._limits:
+            self._limits[project_id] = await limit_store.get(self.db, project_id) or limit_store.Limits()
+        return self._limits[project_id]
 
-    async def set(self, project_id: str, changes: dict[str, float | None]) -> None:
-        current = await self.get(project_id)
-        merged = {k: changes.get(k, current[k]) for k in LIMIT_FIELDS}
-        cols = ", ".join(LIMIT_FIELDS.values())
-        updates = ", ".join(f"{c} = excluded.{c}" for c in LIMIT_FIELDS.values())
-        await self.db.execute(
-            f"INSERT INTO billing_limits (project_id, {cols}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-            f"ON CONFLICT (project_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
-            (project_id, *merged.values(), utcnow()))
-        self._rows.pop(project_id, None)
+    async def limits(self, ctx: ProjectContext) -> dict[str, Any]:
+        await require(self.db, ctx, READ, "billing.read")
+        return limits_view(await self._get(ctx.project.id))
+
+    async def set_limits(self, ctx: ProjectContext, changes: dict[str, float | None]) -> dict[str, Any]:
+        """Change the caps named in `changes` (API names; None lifts a cap), audited."""
+        await require(self.db, ctx, ADMIN, "billing.limits")
+        project_id = ctx.project.id
+        merged = replace(await self._get(project_id), **{LIMIT_FIELDS[k]: v for k, v in changes.items()})
+        try:
+            async with self.db.transaction() as tx:
+                await limit_store.put(tx, project_id, merged)
+                await audit.write(tx, ctx.principal.actor, "billing.limits", target=project_id,
+                                  project_id=project_id, detail=changes)
+        finally:
+            self._limits.pop(project_id, None)
+        return limits_view(await self._get(project_id))
+
+    async def usage(self, ctx: ProjectContext, since: str | None, until: str | None) -> dict[str, Any]:
+        await require(self.db, ctx, READ, "billing.read")
+        start, _ = month_window()
+        since, until = since or start, until or utcnow()
+        figures = await jobs.usage(self.db, ctx.project.id, since, until)
+        return {"windowStart": since, "windowEnd": until, **figures, "estimateUsd": 0.0,
+                "source": "measured by nodes (CPU time and peak memory of each job's process tree)"}
 
     async def check(self, project_id: str) -> list[str]:
         """Raise when a hard cap is reached this month; return warnings for soft caps reached."""
-        limits = await self.get(project_id)
-        if all(limits[k] is None for k in LIMIT_FIELDS):
+        limits = await self._get(project_id)
+        if all(getattr(limits, col) is None for col in LIMIT_FIELDS.values()):
             return []
         start, end = month_window()
         used = await jobs.usage(self.db, project_id, start, end)
         warnings = []
-        for kind, figure in (("Cpu", used["cpuSeconds"]), ("Gpu", used["gpuSeconds"])):
-            hard, soft = limits[f"hard{kind}Seconds"], limits[f"soft{kind}Seconds"]
+        for kind, figure in (("cpu", used["cpuSeconds"]), ("gpu", used["gpuSeconds"])):
+            hard, soft = getattr(limits, f"hard_{kind}_seconds"), getattr(limits, f"soft_{kind}_seconds")
             if hard is not None and figure >= hard:
                 raise HardCapReached(f"The workspace reached its hard cap of {hard:g} {kind.upper()}-seconds this "
                                      f"month ({figure:.1f} used); raise it with PATCH /v0/billing/limits.")

@@ -15,22 +15,24 @@ from typing import Any
 import aiosqlite
 
 from runtime.auth.access import READ, WRITE, PermissionDenied, ProjectContext, require
-from runtime.compute import billing
+from runtime.compute.access import project_job
 from runtime.compute.artifacts import list_for_job
+from runtime.compute.billing import Billing
 from runtime.compute.signals import Signals
 from runtime.compute.webhooks import WebhookService
 from runtime.errors import Conflict, InvalidRequest, NotFound, TarxError
 from runtime.store import Database, audit
 from runtime.store import jobs as job_store
 from runtime.store import nodes as node_store
-from runtime.store.batch import InsertBatcher
+from runtime.store.batch import InsertBatcher, Rows, write_rows
 from runtime.store.db import iso_in, utcnow
-from runtime.store.jobs import ACTIVE, TERMINAL, Job
+from runtime.store.jobs import ACTIVE, Job, JobState
 from runtime.store.nodes import Node
 
 log = logging.getLogger("tarx.compute")
 
 JOB_TYPES = ("COMMAND",)
+RETRYABLE = (JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED)  # what a user may send back to the queue
 
 
 class QuotaExceeded(TarxError):
@@ -38,7 +40,7 @@ class QuotaExceeded(TarxError):
 
 
 def job_view(job: Job) -> dict[str, Any]:
-    """One shape for both API families (seed 004's fields, camelCase)."""
+    """One shape for both API families (seed 004's fields, camelCase; its `agentId` is the node's id)."""
     return {
         "id": job.id, "type": job.type, "command": job.command, "state": job.state, "attempt": job.attempt,
         "maxAttempts": job.max_attempts, "labels": job.labels, "env": job.env, "priority": job.priority,
@@ -69,9 +71,9 @@ class JobSpec:
 
 @dataclass
 class Submitted:
-    job: Job
-    created: bool
-    warnings: list[str]
+    detail: dict[str, Any]  # the job with its transitions and artifacts
+    created: bool  # False: an earlier submission with the same Idempotency-Key
+    warnings: list[str]  # soft caps reached
 
 
 class JobService:
@@ -79,7 +81,7 @@ class JobService:
                  max_attempts: int) -> None:
         self.db = db
         self.batcher = InsertBatcher(db)
-        self.limits = billing.Limits(db)
+        self.billing = Billing(db)
         self.signals = signals
         self.webhooks = webhooks
         self.lease_grace = lease_grace_seconds
@@ -87,7 +89,7 @@ class JobService:
 
     # ---- transitions ------------------------------------------------------------------------------------------
 
-    async def _transition(self, tx: aiosqlite.Connection, job: Job, state: str, *, expect: tuple[str, ...],
+    async def _transition(self, tx: aiosqlite.Connection, job: Job, state: JobState, *, expect: tuple[JobState, ...],
                           reason: str | None = None, fields: dict[str, Any] | None = None,
                           expect_node: str | None = None) -> Job | None:
         after = await job_store.set_state(tx, job, state, expect_states=expect, reason=reason, fields=fields,
@@ -114,10 +116,10 @@ class JobService:
         if idempotency_key:
             existing = await job_store.by_idempotency_key(self.db, ctx.project.id, idempotency_key)
             if existing is not None:
-                return Submitted(existing, False, [])
+                return Submitted(await self.detail_of(existing), False, [])
         if key is not None and key.kind == "compute" and key.quotas:
             await self._check_quotas(key.id, key.quotas, spec.type)
-        warnings = await self.limits.check(ctx.project.id)
+        warnings = await self.billing.check(ctx.project.id)
         fields = dict(project_id=ctx.project.id, type=spec.type, command=spec.command, env=spec.env,
                       labels=spec.labels, priority=spec.priority, timeout_seconds=spec.timeout_seconds,
                       max_attempts=spec.max_attempts or self.max_attempts, created_by=ctx.principal.user.id,
@@ -128,17 +130,14 @@ class JobService:
                 if await job_store.by_idempotency_key(tx, ctx.project.id, idempotency_key):
                     raise Conflict("A job with this Idempotency-Key is being created; retry to read it.")
                 job = await job_store.insert(tx, **fields)
-                rows = await self._created_rows(tx, job, actor, warnings)
-                for sql, params in rows:
-                    await tx.execute(sql, params)
+                await write_rows(tx, await self._created_rows(tx, job, actor, warnings))
         else:  # the common case rides a group commit with other submissions
             job, rows = job_store.new_job(**fields)
             await self.batcher.write(rows + await self._created_rows(conn, job, actor, warnings))
         self._changed(job.project_id)
-        return Submitted(job, True, warnings)
+        return Submitted(await self.detail_of(job), True, warnings)
 
-    async def _created_rows(self, conn: aiosqlite.Connection, job: Job, actor: Any, warnings: list[str]
-                            ) -> list[tuple[str, tuple[Any, ...]]]:
+    async def _created_rows(self, conn: aiosqlite.Connection, job: Job, actor: Any, warnings: list[str]) -> Rows:
         """The audit record and webhook deliveries that go with a new job, in the job's transaction."""
         rows = await self.webhooks.delivery_rows(conn, job.project_id, "job.created", job_view(job))
         rows.append(audit.row(actor, "job.submit", target=job.id, project_id=job.project_id,
@@ -163,24 +162,14 @@ class JobService:
             raise QuotaExceeded(f"This key already has {concurrent} unfinished jobs, its limit.",
                                 headers={"Retry-After": "5"})
 
-    async def get(self, ctx: ProjectContext, job_id: str) -> Job:
-        await require(self.db, ctx, READ, "job.read")
-        job = await job_store.get(self.db, job_id)
-        if job is None or job.project_id != ctx.project.id:  # another workspace's job is "not found"
-            raise NotFound(f"Job '{job_id}' was not found.")
-        return job
-
-    async def get_any(self, job_id: str) -> Job | None:
-        """A job by id with no access check: for callers already authorised another way (its node)."""
-        return await job_store.get(self.db, job_id)
-
     async def detail(self, ctx: ProjectContext, job_id: str) -> dict[str, Any]:
-        return await self.detail_of(await self.get(ctx, job_id))
+        return await self.detail_of(await project_job(self.db, ctx, job_id))
 
     async def detail_of(self, job: Job) -> dict[str, Any]:
-        if job.state == "QUEUED" and job.attempt == 1 and job.created_at == job.updated_at:
+        """The job with its transitions and artifacts."""
+        if job.state == JobState.QUEUED and job.attempt == 1 and job.created_at == job.updated_at:
             # Just submitted: its history is known without reading it back.
-            return {**job_view(job), "transitions": [{"attempt": 1, "state": "QUEUED", "reason": None,
+            return {**job_view(job), "transitions": [{"attempt": 1, "state": JobState.QUEUED, "reason": None,
                                                       "node_id": None, "time": job.created_at}], "artifacts": []}
         return {**job_view(job), "transitions": await job_store.transitions(self.db, job.id),
                 "artifacts": await list_for_job(self.db, job.id)}
@@ -189,33 +178,37 @@ class JobService:
         await require(self.db, ctx, READ, "job.list")
         return await job_store.list_jobs(self.db, ctx.project.id, **filters)
 
-    async def cancel(self, ctx: ProjectContext, job_id: str) -> Job:
-        job = await self.get(ctx, job_id)
+    async def cancel(self, ctx: ProjectContext, job_id: str) -> dict[str, Any]:
+        """Cancel a queued job at once; ask the node of a running one to stop it. Idempotent. Returns the detail."""
+        return await self.detail_of(await self._cancel(ctx, job_id))
+
+    async def _cancel(self, ctx: ProjectContext, job_id: str) -> Job:
+        job = await project_job(self.db, ctx, job_id)
         await require(self.db, ctx, WRITE, "job.cancel")
         if job.terminal or job.cancel_requested:
             return job  # idempotent
         async with self.db.transaction() as tx:
-            if job.state == "QUEUED":
-                done = await self._transition(tx, job, "CANCELLED", expect=("QUEUED",), reason="cancelled",
-                                              fields={"finished_at": utcnow()})
+            if job.state == JobState.QUEUED:
+                done = await self._transition(tx, job, JobState.CANCELLED, expect=(JobState.QUEUED,),
+                                              reason="cancelled", fields={"finished_at": utcnow()})
             else:
-                await tx.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
-                                 (utcnow(), job.id))
+                await job_store.request_cancel(tx, job.id)
                 done = await job_store.get(tx, job.id)
             await audit.write(tx, ctx.principal.actor, "job.cancel", target=job.id, project_id=job.project_id)
         self._changed(job.project_id)
         if done is None:  # it left QUEUED meanwhile: ask its node instead
-            return await self.cancel(ctx, job_id)
+            return await self._cancel(ctx, job_id)
         return done
 
-    async def retry(self, ctx: ProjectContext, job_id: str) -> Job:
-        job = await self.get(ctx, job_id)
+    async def retry(self, ctx: ProjectContext, job_id: str) -> dict[str, Any]:
+        """Queue a failed, timed-out or cancelled job again as its next attempt. Returns the detail."""
+        job = await project_job(self.db, ctx, job_id)
         await require(self.db, ctx, WRITE, "job.retry")
-        if job.state not in ("FAILED", "TIMED_OUT", "CANCELLED"):
+        if job.state not in RETRYABLE:
             raise Conflict(f"Only failed, timed-out or cancelled jobs can be retried; this one is {job.state}.")
         async with self.db.transaction() as tx:
             after = await self._transition(
-                tx, job, "QUEUED", expect=("FAILED", "TIMED_OUT", "CANCELLED"), reason="retry",
+                tx, job, JobState.QUEUED, expect=RETRYABLE, reason="retry",
                 fields={"attempt": job.attempt + 1, "max_attempts": max(job.max_attempts, job.attempt + 1),
                         "node_id": None, "lease_expires_at": None, "cancel_requested": 0, "exit_code": None,
                         "runtime_ms": None, "started_at": None, "finished_at": None})
@@ -224,10 +217,16 @@ class JobService:
             await audit.write(tx, ctx.principal.actor, "job.retry", target=job.id, project_id=job.project_id,
                               detail={"attempt": after.attempt})
         self._changed(job.project_id)
-        return after
+        return await self.detail_of(after)
 
-    async def follow_logs(self, job_id: str, after_seq: int, follow: bool, stop: asyncio.Event | None = None
-                          ) -> AsyncIterator[dict[str, Any]]:
+    async def logs(self, ctx: ProjectContext, job_id: str, after_seq: int, follow: bool,
+                   stop: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The job's log records (see `_follow`), once the caller may read the job: a refusal comes before any."""
+        await project_job(self.db, ctx, job_id)
+        return self._follow(job_id, after_seq, follow, stop)
+
+    async def _follow(self, job_id: str, after_seq: int, follow: bool, stop: asyncio.Event | None
+                      ) -> AsyncIterator[dict[str, Any]]:
         """Log lines after `after_seq`; when following, wait for more until the job ends (or `stop` is set, at
         shutdown), then an end record."""
         while True:
@@ -271,7 +270,7 @@ class JobService:
                 return []
             assigned = []
             for job in await job_store.queued_for(tx, node.project_id, current.labels, free):
-                after = await self._transition(tx, job, "ASSIGNED", expect=("QUEUED",), fields={
+                after = await self._transition(tx, job, JobState.ASSIGNED, expect=(JobState.QUEUED,), fields={
                     "node_id": node.id, "lease_expires_at": iso_in(self.lease_grace)})
                 if after is not None:
                     assigned.append(after)
@@ -298,10 +297,9 @@ class JobService:
             await job_store.renew_leases(tx, node.id, iso_in(self.lease_grace))
             for item in running:
                 job = await job_store.get(tx, item.get("jobId", ""))
-                if job is not None and job.node_id == node.id and job.state == "ASSIGNED" \
+                if job is not None and job.node_id == node.id and job.state == JobState.ASSIGNED \
                         and job.attempt == item.get("attempt", job.attempt):
-                    await self._transition(tx, job, "RUNNING", expect=("ASSIGNED",), fields={"started_at": utcnow()},
-                                           expect_node=node.id)
+                    await self._started(tx, job, node)
         current = await node_store.get(self.db, node.id)
         self.webhooks.wake()
         return {"cancel": await self._cancels(node.id), "drain": current is not None and current.state == "draining"}
@@ -310,12 +308,15 @@ class JobService:
         job = await self._lease(node, job_id, attempt)
         async with self.db.transaction() as tx:
             added = await job_store.add_log_lines(tx, job.id, attempt, lines)
-            if job.state == "ASSIGNED":
-                await self._transition(tx, job, "RUNNING", expect=("ASSIGNED",), fields={"started_at": utcnow()},
-                                       expect_node=node.id)
+            if job.state == JobState.ASSIGNED:
+                await self._started(tx, job, node)
         self.signals.notify(f"logs:{job_id}")
         self.webhooks.wake()
         return added
+
+    async def _started(self, tx: aiosqlite.Connection, job: Job, node: Node) -> None:
+        await self._transition(tx, job, JobState.RUNNING, expect=(JobState.ASSIGNED,),
+                               fields={"started_at": utcnow()}, expect_node=node.id)
 
     async def result(self, node: Node, job_id: str, attempt: int, outcome: dict[str, Any]) -> Job:
         job = await self._lease(node, job_id, attempt)
@@ -346,13 +347,13 @@ class JobService:
         for job in await job_store.expired_leases(self.db, utcnow()):
             async with self.db.transaction() as tx:
                 if job.cancel_requested:
-                    after = await self._transition(tx, job, "CANCELLED", expect=ACTIVE, reason="cancelled",
+                    after = await self._transition(tx, job, JobState.CANCELLED, expect=ACTIVE, reason="cancelled",
                                                    fields={"finished_at": utcnow(), "lease_expires_at": None})
                 elif job.attempt < job.max_attempts:
-                    after = await self._transition(tx, job, "QUEUED", expect=ACTIVE, reason="node_lost", fields={
+                    after = await self._transition(tx, job, JobState.QUEUED, expect=ACTIVE, reason="node_lost", fields={
                         "attempt": job.attempt + 1, "node_id": None, "lease_expires_at": None, "started_at": None})
                 else:
-                    after = await self._transition(tx, job, "FAILED", expect=ACTIVE, reason="node_lost",
+                    after = await self._transition(tx, job, JobState.FAILED, expect=ACTIVE, reason="node_lost",
                                                    fields={"finished_at": utcnow(), "lease_expires_at": None})
             if after is not None:
                 moved += 1
@@ -372,6 +373,3 @@ class JobService:
             except Exception:
                 log.exception("lease reaper failed; retrying")
             await asyncio.sleep(interval)
-
-
-__all__ = ["TERMINAL", "JobService", "JobSpec", "job_view"]

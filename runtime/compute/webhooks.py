@@ -19,27 +19,29 @@ import aiosqlite
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from runtime.auth.access import ADMIN, READ, ProjectContext, require
 from runtime.auth.secretbox import SecretBox
 from runtime.compute.signals import Signals
 from runtime.errors import NotFound
-from runtime.store import Database
+from runtime.store import Database, audit
+from runtime.store import webhooks as hook_store
+from runtime.store.batch import Rows, write_rows
 from runtime.store.db import iso_in, utcnow
 from runtime.store.ids import new_id
+from runtime.store.webhooks import Delivery, Hook
 
 log = logging.getLogger("tarx.webhooks")
 
 WAKE = "webhooks"
-DELIVERY_INSERT = ("INSERT INTO webhook_deliveries (id, webhook_id, event, payload, state, next_attempt_at, "
-                   "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
 
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def view(row: Any) -> dict[str, Any]:
-    return {"id": row["id"], "url": row["url"], "events": json.loads(row["events"]), "state": row["state"],
-            "disabledReason": row["disabled_reason"], "createdAt": row["created_at"]}
+def view(hook: Hook) -> dict[str, Any]:
+    return {"id": hook.id, "url": hook.url, "events": hook.events, "state": hook.state,
+            "disabledReason": hook.disabled_reason, "createdAt": hook.created_at}
 
 
 class WebhookService:
@@ -59,72 +61,81 @@ class WebhookService:
 
     # ---- hooks ----------------------------------------------------------------------------------------------------
 
-    async def create(self, tx: aiosqlite.Connection, project_id: str, url: str, events: list[str]) -> dict[str, Any]:
+    async def create(self, ctx: ProjectContext, url: str, events: list[str]) -> dict[str, Any]:
+        """A new hook; its signing secret is in the answer, and only there."""
+        await require(self.db, ctx, ADMIN, "webhook.create")
         secret = new_secret()
-        hook_id = new_id("wh")
-        await tx.execute("INSERT INTO webhooks (id, project_id, url, events, secret, state, created_at) "
-                         "VALUES (?, ?, ?, ?, ?, 'active', ?)",
-                         (hook_id, project_id, url, json.dumps(events), self.box.seal(secret), utcnow()))
-        async with tx.execute("SELECT * FROM webhooks WHERE id = ?", (hook_id,)) as cur:
-            row = await cur.fetchone()
-        self._active.pop(project_id, None)
-        return {**view(row), "secret": secret}
+        project_id = ctx.project.id
+        try:
+            async with self.db.transaction() as tx:
+                hook = await hook_store.insert(tx, new_id("wh"), project_id, url, events, self.box.seal(secret))
+                await audit.write(tx, ctx.principal.actor, "webhook.create", target=hook.id, project_id=project_id,
+                                  detail={"url": url, "events": events})
+        finally:
+            self._active.pop(project_id, None)
+        return {**view(hook), "secret": secret}
 
-    async def list(self, project_id: str) -> list[dict[str, Any]]:
-        rows = await self.db.fetchall("SELECT * FROM webhooks WHERE project_id = ? ORDER BY created_at", (project_id,))
-        return [view(r) for r in rows]
+    async def list(self, ctx: ProjectContext) -> list[dict[str, Any]]:
+        await require(self.db, ctx, READ, "webhook.list")
+        return [view(h) for h in await hook_store.list_for_project(self.db, ctx.project.id)]
 
-    async def _get(self, tx: aiosqlite.Connection, project_id: str, hook_id: str) -> Any:
-        async with tx.execute("SELECT * FROM webhooks WHERE id = ? AND project_id = ?", (hook_id, project_id)) as cur:
-            row = await cur.fetchone()
-        if row is None:
+    async def _get(self, conn: Database | aiosqlite.Connection, project_id: str, hook_id: str) -> Hook:
+        hook = await hook_store.get(conn, project_id, hook_id)
+        if hook is None:
             raise NotFound(f"Webhook '{hook_id}' was not found.")
-        return row
+        return hook
 
-    async def delete(self, tx: aiosqlite.Connection, project_id: str, hook_id: str) -> None:
-        await self._get(tx, project_id, hook_id)
-        await tx.execute("DELETE FROM webhooks WHERE id = ?", (hook_id,))
-        self._active.pop(project_id, None)
+    async def delete(self, ctx: ProjectContext, hook_id: str) -> None:
+        await require(self.db, ctx, ADMIN, "webhook.delete")
+        project_id = ctx.project.id
+        try:
+            async with self.db.transaction() as tx:
+                await self._get(tx, project_id, hook_id)
+                await hook_store.delete(tx, hook_id)
+                await audit.write(tx, ctx.principal.actor, "webhook.delete", target=hook_id, project_id=project_id)
+        finally:
+            self._active.pop(project_id, None)
 
-    async def rotate(self, tx: aiosqlite.Connection, project_id: str, hook_id: str) -> dict[str, Any]:
-        row = await self._get(tx, project_id, hook_id)
+    async def rotate(self, ctx: ProjectContext, hook_id: str) -> dict[str, Any]:
+        """A new secret; the old one keeps signing too until the grace window ends."""
+        await require(self.db, ctx, ADMIN, "webhook.rotate_secret")
+        project_id = ctx.project.id
         secret = new_secret()
         until = iso_in(self.rotation_grace.total_seconds())
-        await tx.execute("UPDATE webhooks SET secret = ?, previous_secret = ?, previous_valid_until = ? WHERE id = ?",
-                         (self.box.seal(secret), row["secret"], until, hook_id))
-        return {**view(row), "secret": secret, "previousSecretValidUntil": until}
+        async with self.db.transaction() as tx:
+            hook = await self._get(tx, project_id, hook_id)
+            await hook_store.set_secret(tx, hook_id, self.box.seal(secret), hook.secret, until)
+            await audit.write(tx, ctx.principal.actor, "webhook.rotate_secret", target=hook_id,
+                              project_id=project_id)
+        return {**view(hook), "secret": secret, "previousSecretValidUntil": until}
+
+    async def deliveries(self, ctx: ProjectContext, hook_id: str) -> list[dict[str, Any]]:
+        await require(self.db, ctx, ADMIN, "webhook.read")
+        await self._get(self.db, ctx.project.id, hook_id)
+        return await hook_store.deliveries(self.db, hook_id)
 
     # ---- events ---------------------------------------------------------------------------------------------------
 
     async def delivery_rows(self, conn: aiosqlite.Connection, project_id: str, event: str, data: dict[str, Any]
-                            ) -> list[tuple[str, tuple[Any, ...]]]:
+                            ) -> Rows:
         """Rows queueing `event` for every active hook of the project that wants it (not yet written)."""
         if project_id not in self._active:
-            async with conn.execute("SELECT id, events FROM webhooks WHERE project_id = ? AND state = 'active'",
-                                    (project_id,)) as cur:
-                self._active[project_id] = [(r["id"], json.loads(r["events"])) for r in await cur.fetchall()]
+            self._active[project_id] = await hook_store.active_for_project(conn, project_id)
         hooks = [hook_id for hook_id, events in self._active[project_id] if event in events]
         if not hooks:
             return []
         now = utcnow()
         payload = json.dumps({"type": event, "timestamp": now, "data": data}, separators=(",", ":"))
-        return [(DELIVERY_INSERT, (new_id("msg"), hook_id, event, payload, now, now)) for hook_id in hooks]
+        return [hook_store.delivery_row(new_id("msg"), hook_id, event, payload, now) for hook_id in hooks]
 
     async def enqueue(self, tx: aiosqlite.Connection, project_id: str, event: str, data: dict[str, Any]) -> int:
         """Queue `event` for every active hook of the project that wants it, in the caller's transaction."""
         rows = await self.delivery_rows(tx, project_id, event, data)
-        for sql, params in rows:
-            await tx.execute(sql, params)
+        await write_rows(tx, rows)
         return len(rows)
 
     def wake(self) -> None:
         self.signals.notify(WAKE)
-
-    async def deliveries(self, hook_id: str) -> list[dict[str, Any]]:
-        rows = await self.db.fetchall("SELECT id, event, state, attempts, last_status, last_error, created_at, "
-                                      "delivered_at FROM webhook_deliveries WHERE webhook_id = ? ORDER BY created_at",
-                                      (hook_id,))
-        return [dict(r) for r in rows]
 
     # ---- the sender -----------------------------------------------------------------------------------------------
 
@@ -147,59 +158,48 @@ class WebhookService:
                 if not sent:
                     await self.signals.wait(WAKE, 0.5)
 
-    def _signatures(self, row: Any, msg_id: str, when: datetime, payload: str) -> str:
-        sigs = [Webhook(self.box.open(row["secret"])).sign(msg_id, when, payload)]
-        if row["previous_secret"] and row["previous_valid_until"] and row["previous_valid_until"] > utcnow():
-            sigs.append(Webhook(self.box.open(row["previous_secret"])).sign(msg_id, when, payload))
+    def _signatures(self, d: Delivery, when: datetime) -> str:
+        sigs = [Webhook(self.box.open(d.secret)).sign(d.id, when, d.payload)]
+        if d.previous_secret and d.previous_valid_until and d.previous_valid_until > utcnow():
+            sigs.append(Webhook(self.box.open(d.previous_secret)).sign(d.id, when, d.payload))
         return " ".join(sigs)
 
     async def send_due(self, http: httpx.AsyncClient) -> int:
-        due = await self.db.fetchall(
-            "SELECT d.*, w.url, w.secret, w.previous_secret, w.previous_valid_until, w.state AS hook_state "
-            "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
-            "WHERE d.state = 'pending' AND d.next_attempt_at <= ? ORDER BY d.rowid LIMIT 20", (utcnow(),))
+        due = await hook_store.due(self.db, utcnow(), 20)
         for d in due:
-            if d["hook_state"] != "active":
-                await self.db.execute("UPDATE webhook_deliveries SET state = 'dropped' WHERE id = ?", (d["id"],))
+            if d.hook_state != "active":
+                await hook_store.drop(self.db, d.id)
                 continue
             await self._attempt(http, d)
         return len(due)
 
-    async def _attempt(self, http: httpx.AsyncClient, d: Any) -> None:
+    async def _attempt(self, http: httpx.AsyncClient, d: Delivery) -> None:
         when = datetime.now(UTC)
-        headers = {"content-type": "application/json", "webhook-id": d["id"],
-                   "webhook-timestamp": str(int(when.timestamp())),
-                   "webhook-signature": self._signatures(d, d["id"], when, d["payload"]),
+        headers = {"content-type": "application/json", "webhook-id": d.id,
+                   "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": self._signatures(d, when),
                    "user-agent": "tarx-webhooks"}
         status, error, retry_after = None, None, None
         try:
-            r = await http.post(d["url"], content=d["payload"], headers=headers)
+            r = await http.post(d.url, content=d.payload, headers=headers)
             status = r.status_code
             retry_after = _retry_after(r.headers.get("retry-after"))
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-        attempts = d["attempts"] + 1
+        attempts = d.attempts + 1
         async with self.db.transaction() as tx:
             if status is not None and 200 <= status < 300:
-                await tx.execute("UPDATE webhook_deliveries SET state = 'delivered', attempts = ?, last_status = ?, "
-                                 "delivered_at = ? WHERE id = ?", (attempts, status, utcnow(), d["id"]))
+                await hook_store.delivered(tx, d.id, attempts, status)
                 return
             if status == 410:  # Gone: the receiver asks us to stop
-                await tx.execute("UPDATE webhook_deliveries SET state = 'failed', attempts = ?, last_status = ? "
-                                 "WHERE id = ?", (attempts, status, d["id"]))
-                await tx.execute("UPDATE webhooks SET state = 'disabled', disabled_reason = 'receiver answered 410' "
-                                 "WHERE id = ?", (d["webhook_id"],))
+                await hook_store.gone(tx, d, attempts, status, "receiver answered 410")
                 self._active.clear()
                 return
             retryable = status is None or status == 429 or status >= 500
             if not retryable or attempts >= self.max_attempts:
-                await tx.execute("UPDATE webhook_deliveries SET state = 'failed', attempts = ?, last_status = ?, "
-                                 "last_error = ? WHERE id = ?", (attempts, status, error, d["id"]))
+                await hook_store.failed(tx, d.id, attempts, status, error)
                 return
             delay = retry_after if retry_after is not None else self.base_backoff * 2 ** (attempts - 1)
-            await tx.execute("UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ?, "
-                             "next_attempt_at = ? WHERE id = ?",
-                             (attempts, status, error, iso_in(delay), d["id"]))
+            await hook_store.retry_at(tx, d.id, attempts, status, error, iso_in(delay))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -17,6 +17,7 @@ from typing import Any
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from runtime.errors import InvalidRequest
+from runtime.inference.results import ToolCall
 from runtime.inference.schemas import ChatCompletionRequest, NamedToolChoice, ToolDef
 
 CALL_OPEN = "<tool_call>"
@@ -31,8 +32,39 @@ class Constraint:
     tool_mode: str  # "none", "auto", "required" or "named"
 
 
+# Bounds checked before a schema is compiled: llama.cpp expands repetition counts into grammar rules, and a
+# schema past these sizes made it crash the process (SIGSEGV) rather than fail the request.
+SCHEMA_LIMITS = {"bytes": 64_000, "depth": 24, "maxLength": 2_000, "minLength": 2_000, "maxItems": 200,
+                 "minItems": 200, "maxProperties": 200, "enum": 500}
+
+
+def check_schema_bounds(schema: Any) -> None:
+    """400 naming the limit when a JSON schema is too large to compile safely."""
+    if len(json.dumps(schema, ensure_ascii=False)) > SCHEMA_LIMITS["bytes"]:
+        raise InvalidRequest(f"the JSON schema exceeds {SCHEMA_LIMITS['bytes']} bytes", code="json_schema_too_large")
+    stack: list[tuple[Any, int]] = [(schema, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > SCHEMA_LIMITS["depth"]:
+            raise InvalidRequest(f"the JSON schema nests deeper than {SCHEMA_LIMITS['depth']} levels",
+                                 code="json_schema_too_large")
+        if isinstance(node, dict):
+            for key in ("maxLength", "minLength", "maxItems", "minItems", "maxProperties"):
+                value = node.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool) and value > SCHEMA_LIMITS[key]:
+                    raise InvalidRequest(f"'{key}' may be at most {SCHEMA_LIMITS[key]} in a JSON schema",
+                                         code="json_schema_too_large")
+            if isinstance(node.get("enum"), list) and len(node["enum"]) > SCHEMA_LIMITS["enum"]:
+                raise InvalidRequest(f"an enum may list at most {SCHEMA_LIMITS['enum']} values",
+                                     code="json_schema_too_large")
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
 def _schema_grammar(schema: dict[str, Any], rule: str) -> str:
     """A GBNF for `schema` whose entry rule is `rule` instead of `root`, so grammars can be composed."""
+    check_schema_bounds(schema)
     try:
         gbnf = json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises bare exceptions on unsupported schema features
@@ -126,9 +158,8 @@ def looks_like_call(text: str) -> bool:
     return text.lstrip().startswith("<")
 
 
-def parse_calls(text: str) -> list[dict[str, Any]]:
-    """OpenAI-shaped tool_calls from generated text; [] when the text holds no complete call."""
-    calls = []
+def parse_calls(text: str) -> list[ToolCall]:
+    """The tool calls in generated text; [] when the text holds no complete call."""
     objs: list[Any] = []
     for m in _CALL_RE.finditer(text):
         try:
@@ -136,17 +167,6 @@ def parse_calls(text: str) -> list[dict[str, Any]]:
         except ValueError:
             continue
         objs.extend(found if isinstance(found, list) else [found])
-    for obj in objs:
-        if not isinstance(obj, dict) or "name" not in obj:
-            continue
-        calls.append(
-            {
-                "id": "call_" + secrets.token_hex(12),
-                "type": "function",
-                "function": {
-                    "name": obj["name"],
-                    "arguments": json.dumps(obj.get("arguments", {}), ensure_ascii=False),
-                },
-            }
-        )
-    return calls
+    return [ToolCall("call_" + secrets.token_hex(12), str(obj["name"]),
+                     json.dumps(obj.get("arguments", {}), ensure_ascii=False))
+            for obj in objs if isinstance(obj, dict) and "name" in obj]

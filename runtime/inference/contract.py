@@ -9,7 +9,7 @@ from typing import Any
 from runtime.auth.principal import Principal
 from runtime.config import Settings
 from runtime.inference.energy import EnergyMeter
-from runtime.inference.routing import ALLOWED_TIERS, DEFAULT_POLICY, DEFAULT_TIER, POLICIES, ROUTE_HEADERS, TIERS
+from runtime.inference.planes import ALLOWED_TIERS, DEFAULT_POLICY, DEFAULT_TIER, POLICIES, ROUTE_HEADERS, TIERS
 from runtime.store import Database, evidence
 
 EVIDENCE_FIELDS = {

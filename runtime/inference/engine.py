@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from runtime.config import Settings
-from runtime.inference.jobs import Event, Job, QueueClass, Started, Token
 from runtime.inference.registry import ModelRegistry, ModelSpec
+from runtime.inference.work import Event, Job, QueueClass, Started, Token
 from runtime.inference.worker import ModelWorker, WorkerKind
-from runtime.store.db import utcnow
 
 log = logging.getLogger("tarx.inference")
 
@@ -23,10 +21,8 @@ class InferenceEngine:
         self.settings = settings
         self.registry = ModelRegistry(settings)
         self._workers: dict[tuple[str, WorkerKind], ModelWorker] = {}
-        self.events: deque[dict[str, Any]] = deque(maxlen=200)  # recent model lifecycle events, newest last
 
     def _record(self, name: str, data: dict[str, Any]) -> None:
-        self.events.append({"event": name, "time": utcnow(), **data})
         log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in data.items()))
 
     def worker(self, spec: ModelSpec, kind: WorkerKind = "chat") -> ModelWorker:
@@ -34,9 +30,6 @@ class InferenceEngine:
         if key not in self._workers:
             self._workers[key] = ModelWorker(spec, self.settings, kind, self._record)
         return self._workers[key]
-
-    def workers(self) -> list[ModelWorker]:
-        return list(self._workers.values())
 
     async def run(self, spec: ModelSpec, kind: WorkerKind, job: Job) -> AsyncIterator[Event]:
         """Queue `job` and yield its events until the last one. Leaving early (client gone) cancels the job."""

@@ -1,38 +1,64 @@
-"""OpenAI-compatible request bodies. Scalars are strict: a string where a number belongs is a 400, not a guess."""
+"""OpenAI-compatible request bodies. Scalars are strict: a string where a number belongs is a 400, not a guess.
+
+These are also the typed inputs of the chat seam (runtime/inference/chat.py): agents and workflows build a
+`ChatCompletionRequest` in Python rather than JSON.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 StrictFloat = Annotated[float, Field(strict=True)]
 
 
-class _Body(BaseModel):
-    # Unknown fields are ignored, as OpenAI-compatible servers do: SDKs send fields we need not act on.
+def _encodable(text: str) -> str:
+    # JSON can carry lone surrogates ("\ud800"); they cannot be encoded for the tokenizer.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text holds an unpaired UTF-16 surrogate; send valid Unicode") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+
+
+class OpenAIBody(BaseModel):
+    """Unknown fields are ignored, as OpenAI-compatible servers do: SDKs send fields we need not act on. `null`
+    for an optional field means its default, as in the OpenAI API (SDKs and proxies send explicit nulls)."""
+
     model_config = ConfigDict(extra="ignore")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items() if v is not None or (k in fields and fields[k].is_required())}
 
-class TextPart(_Body):
+
+class TextPart(OpenAIBody):
     type: Literal["text"]
-    text: StrictStr
+    text: Text
 
 
-class FunctionCall(_Body):
+class FunctionCall(OpenAIBody):
     name: StrictStr
     arguments: StrictStr
 
 
-class ToolCall(_Body):
+class ToolCall(OpenAIBody):
     id: StrictStr
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Body):
+class ChatMessage(OpenAIBody):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
     name: StrictStr | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: StrictStr | None = None
@@ -51,34 +77,34 @@ class ChatMessage(_Body):
         return "".join(part.text for part in self.content)
 
 
-class FunctionDef(_Body):
+class FunctionDef(OpenAIBody):
     name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     description: StrictStr | None = None
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
-class ToolDef(_Body):
+class ToolDef(OpenAIBody):
     type: Literal["function"]
     function: FunctionDef
 
 
-class NamedFunction(_Body):
+class NamedFunction(OpenAIBody):
     name: StrictStr
 
 
-class NamedToolChoice(_Body):
+class NamedToolChoice(OpenAIBody):
     type: Literal["function"]
     function: NamedFunction
 
 
-class JsonSchemaFormat(_Body):
+class JsonSchemaFormat(OpenAIBody):
     name: StrictStr = "response"
     description: StrictStr | None = None
     schema_: dict[str, Any] = Field(alias="schema")
     strict: StrictBool | None = None
 
 
-class ResponseFormat(_Body):
+class ResponseFormat(OpenAIBody):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
@@ -89,11 +115,11 @@ class ResponseFormat(_Body):
         return self
 
 
-class StreamOptions(_Body):
+class StreamOptions(OpenAIBody):
     include_usage: StrictBool = False
 
 
-class ChatCompletionRequest(_Body):
+class ChatCompletionRequest(OpenAIBody):
     model: StrictStr
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
@@ -136,13 +162,27 @@ class ChatCompletionRequest(_Body):
         return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
 
 
-class EmbeddingRequest(_Body):
+NonEmptyText = Annotated[Text, Field(min_length=1)]
+TokenIds = Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1)]
+
+
+class EmbeddingRequest(OpenAIBody):
+    """`input` is a string, a list of strings, or token ids (one list, or a list of lists) in the model's own
+    vocabulary, as llama-server takes them. Empty input is refused, as OpenAI does."""
+
     model: StrictStr
-    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2048)]
+    input: (NonEmptyText | Annotated[list[NonEmptyText], Field(min_length=1, max_length=2048)] | TokenIds
+            | Annotated[list[TokenIds], Field(min_length=1, max_length=2048)])
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[StrictInt, Field(ge=1)] | None = None
     user: StrictStr | None = None
 
     @property
-    def inputs(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+    def inputs(self) -> list[str | list[int]]:
+        """One entry per vector to return: text, or token ids."""
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if value and isinstance(value[0], int):
+            return [list(value)]  # type: ignore[arg-type]
+        return list(value)  # type: ignore[arg-type]

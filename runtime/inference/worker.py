@@ -9,23 +9,24 @@ from __future__ import annotations
 import codecs
 import gc
 import logging
+import math
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import llama_cpp
 from llama_cpp import Llama, LlamaGrammar
 
 from runtime.config import Settings
-from runtime.errors import ContextLengthExceeded, ModelUnavailable, QueueFull, TarxError
+from runtime.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, QueueFull, TarxError
 from runtime.inference import prompts
-from runtime.inference.jobs import ChatJob, Done, EmbedJob, Failed, Job, QueueClass, Started, Token, Vectors
 from runtime.inference.registry import ModelSpec
 from runtime.inference.stops import StopMatcher
+from runtime.inference.work import ChatJob, Done, EmbedJob, Failed, Job, QueueClass, Started, Token, Vectors
 
 log = logging.getLogger("tarx.inference")
 
@@ -64,6 +65,8 @@ class ModelWorker:
         self._pending: dict[QueueClass, deque[Job]] = {c: deque() for c in QueueClass}
         self._cond = threading.Condition()
         self._stopping = False
+        self._tokens_per_second = 0.0  # measured decode speed (moving average)
+        self._typical_output = 0.0  # measured completion tokens per request (moving average)
         self._thread = threading.Thread(target=self._run, name=f"tarx-{kind}-{spec.name}", daemon=True)
         self._thread.start()
 
@@ -75,17 +78,47 @@ class ModelWorker:
                 raise ModelUnavailable("the runtime is shutting down")
             depth = sum(len(q) for q in self._pending.values())
             if depth >= self.settings.queue_max:
-                raise QueueFull(
-                    f"The queue for model '{self.spec.name}' is full ({depth} waiting); retry shortly.",
-                    headers={
-                        "Retry-After": str(self.settings.retry_after_seconds),
-                        "x-tarx-queue-class": job.queue_class.value,
-                        "x-tarx-backpressure-state": "saturated",
-                    },
-                    extra={"retry_after_seconds": self.settings.retry_after_seconds},
-                )
+                self._refuse(job, f"The queue for model '{self.spec.name}' is full ({depth} waiting); retry "
+                                  "shortly.", self.settings.retry_after_seconds)
+            wait, limit = self._expected_wait(job), self.settings.queue_max_wait_seconds
+            if limit and wait > limit:
+                self._refuse(job, f"Model '{self.spec.name}' has about {wait:.0f} s of work queued ahead of this "
+                                  f"request (limit {limit:g} s); retry later.",
+                             max(self.settings.retry_after_seconds, math.ceil(wait - limit)))
             self._pending[job.queue_class].append(job)
             self._cond.notify()
+
+    def _refuse(self, job: Job, message: str, retry_after: int) -> NoReturn:
+        raise QueueFull(message, headers={"Retry-After": str(retry_after), "x-tarx-queue-class": job.queue_class.value,
+                                          "x-tarx-backpressure-state": "saturated"},
+                        extra={"retry_after_seconds": retry_after})
+
+    def _expected_wait(self, job: Job) -> float:
+        """Seconds of measured work ahead of `job`: what runs now and what is queued at or above its class
+        (called under the lock). Zero until a generation has been measured."""
+        if self._tokens_per_second <= 0:
+            return 0.0
+        tokens = 0.0
+        running = self.in_flight
+        if isinstance(running, ChatJob):  # what it may still generate, by its own budget
+            tokens += max((running.max_tokens or self.settings.max_output_tokens) - running.generated, 0)
+        for cls in QueueClass:
+            tokens += sum(self._typical_tokens(j) for j in self._pending[cls] if isinstance(j, ChatJob))
+            if cls == job.queue_class:
+                break
+        return tokens / self._tokens_per_second
+
+    def _typical_tokens(self, job: ChatJob) -> float:
+        budget = job.max_tokens or self.settings.max_output_tokens
+        return min(budget, self._typical_output) if self._typical_output else budget
+
+    def _measured(self, tokens: int, seconds: float) -> None:
+        """Fold one finished generation into the running figures (exponential moving averages)."""
+        if tokens <= 0 or seconds <= 0:
+            return
+        rate = tokens / seconds
+        self._tokens_per_second = rate if self._tokens_per_second <= 0 else 0.8 * self._tokens_per_second + 0.2 * rate
+        self._typical_output = tokens if self._typical_output <= 0 else 0.8 * self._typical_output + 0.2 * tokens
 
     def cancel(self, job: Job) -> None:
         """Stop a job: dropped from the queue if it has not started, stopped between tokens if it has."""
@@ -239,6 +272,7 @@ class ModelWorker:
                     limited_by = "max_joules"
                     break
                 n_out += 1
+                job.generated = n_out
                 text = matcher.feed(decoder.decode(llm.detokenize([tok])))
                 if text:
                     if ttft is None:
@@ -261,6 +295,8 @@ class ModelWorker:
                 parts.append(tail)
                 job.emit(Token(tail))
         self.stats.tokens_generated += n_out
+        if finish != "cancelled" and ttft is not None and n_out >= 4:
+            self._measured(n_out, time.perf_counter() - t0 - ttft / 1000)
         if finish == "cancelled":
             self.stats.cancelled += 1
             if self._stopping:  # cut short by shutdown, not by the client: tell the client why
@@ -275,14 +311,41 @@ class ModelWorker:
     def _embed(self, job: EmbedJob) -> None:
         llm = self._load()
         cpu0 = time.process_time()
-        n_ctx = llm.n_ctx()
-        for i, text in enumerate(job.inputs):
-            n = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-            if n > n_ctx:
-                raise ContextLengthExceeded(f"input {i} is {n} tokens; this model's context is {n_ctx} tokens.")
-        vectors, count = llm.embed(job.inputs, normalize=True, truncate=False, return_count=True)
+        n_ctx, n_vocab = llm.n_ctx(), llm.n_vocab()
+        batches: list[list[int]] = []
+        for i, item in enumerate(job.inputs):
+            tokens = item if isinstance(item, list) else llm.tokenize(item.encode("utf-8"), add_bos=True,
+                                                                      special=False)
+            if not tokens:
+                raise InvalidRequest(f"input {i} is empty")
+            if any(t >= n_vocab for t in tokens):
+                raise InvalidRequest(f"input {i} holds a token id outside this model's vocabulary (0..{n_vocab - 1})")
+            if len(tokens) > n_ctx:
+                raise ContextLengthExceeded(f"input {i} is {len(tokens)} tokens; this model's context is {n_ctx} "
+                                            "tokens.")
+            batches.append(tokens)
+        # One decode per input: a vector must not depend on what else was sent with it (batched decoding gives
+        # slightly different numbers for the same text).
+        vectors = [self._vector(llm, tokens) for tokens in batches]
         self.stats.completed += 1
-        job.emit(Vectors(vectors, count, time.process_time() - cpu0))
+        job.emit(Vectors(vectors, sum(len(t) for t in batches), time.process_time() - cpu0))
+
+    @staticmethod
+    def _vector(llm: Llama, tokens: list[int]) -> list[float]:
+        # Llama.embed's own steps for one sequence (every token an output, as embedding mode needs), on token
+        # ids, so ids sent by the client embed as they are. An empty sequence never gets here: the binding would
+        # write before its batch (index -1) and corrupt memory.
+        llm._ctx.kv_cache_clear()
+        llm._batch.reset()
+        llm._batch.add_sequence(tokens, 0, True)
+        try:
+            llm._ctx.decode(llm._batch)
+        finally:
+            llm._batch.reset()
+        ptr = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)
+        vec = [float(v) for v in ptr[: llm.n_embd()]]
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
 
 
 def _ms_since(t: float) -> float:

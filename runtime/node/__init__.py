@@ -1,1 +1,1 @@
-"""The worker agent behind `tarx node` (also run in-process by the runtime as its local node)."""
+"""The worker node behind `tarx node` (runner.py), also run in-process by the runtime as its local node."""

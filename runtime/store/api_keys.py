@@ -62,10 +62,15 @@ async def get(db: Database, key_id: str) -> ApiKey | None:
     return _key(row) if row else None
 
 
-async def list_for(db: Database, user_id: str, kinds: tuple[str, ...]) -> list[ApiKey]:
+async def list_for(db: Database, user_id: str, kinds: tuple[str, ...], project_id: str | None = None
+                   ) -> list[ApiKey]:
+    """A user's keys of these kinds, oldest first; only one workspace's when `project_id` is given."""
     marks = ", ".join("?" for _ in kinds)
-    rows = await db.fetchall(
-        f"SELECT * FROM api_keys WHERE user_id = ? AND kind IN ({marks}) ORDER BY created_at", (user_id, *kinds))
+    where, params = f"user_id = ? AND kind IN ({marks})", [user_id, *kinds]
+    if project_id is not None:
+        where += " AND project_id = ?"
+        params.append(project_id)
+    rows = await db.fetchall(f"SELECT * FROM api_keys WHERE {where} ORDER BY created_at", params)
     return [_key(r) for r in rows]
 
 

@@ -10,9 +10,17 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import aiosqlite
+
 from runtime.store.db import Database
 
 Rows = list[tuple[str, Sequence[Any]]]  # (sql, parameters) in the order they must run
+
+
+async def write_rows(tx: aiosqlite.Connection, rows: Rows) -> None:
+    """Write rows built for the batcher inside the caller's own transaction instead."""
+    for sql, params in rows:
+        await tx.execute(sql, params)
 
 
 class InsertBatcher:

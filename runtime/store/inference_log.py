@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import aiosqlite
+
 from runtime.store.db import Database, utcnow
 
 
@@ -24,10 +26,15 @@ class InferenceRecord:
     created_at: str = ""
 
 
-async def record(db: Database, rec: InferenceRecord) -> None:
+async def insert_record(tx: aiosqlite.Connection, rec: InferenceRecord) -> None:
     row = asdict(rec)
     row["created_at"] = rec.created_at or utcnow()
     row["stream"] = int(rec.stream)
     cols = ", ".join(row)
     marks = ", ".join("?" for _ in row)
-    await db.execute(f"INSERT INTO inference_requests ({cols}) VALUES ({marks})", row.values())
+    await tx.execute(f"INSERT INTO inference_requests ({cols}) VALUES ({marks})", tuple(row.values()))
+
+
+async def record(db: Database, rec: InferenceRecord) -> None:
+    async with db.transaction() as tx:
+        await insert_record(tx, rec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 import aiosqlite
@@ -11,8 +12,27 @@ import aiosqlite
 from runtime.store.db import Database, connection, iso_in, utcnow
 from runtime.store.ids import new_id
 
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
-ACTIVE = ("ASSIGNED", "RUNNING")
+
+class JobState(StrEnum):
+    """The one definition of a job's states (the API families, the domain and the node all use it)."""
+
+    QUEUED = "QUEUED"
+    ASSIGNED = "ASSIGNED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)  # held by a node under a lease
+TERMINAL = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
+UNFINISHED = (JobState.QUEUED, *ACTIVE)
+
+
+def _in(states: tuple[JobState, ...]) -> str:
+    """`state IN (...)` with the states spelled as SQL literals (they are constants, never input)."""
+    return f"state IN ({', '.join(repr(s.value) for s in states)})"
 
 
 @dataclass
@@ -25,7 +45,7 @@ class Job:
     labels: dict[str, str]
     priority: int
     timeout_seconds: int
-    state: str
+    state: JobState
     attempt: int
     max_attempts: int
     node_id: str | None
@@ -54,6 +74,7 @@ def _job(row: Any) -> Job:
     data = dict(row)
     data["env"] = json.loads(data["env"])
     data["labels"] = json.loads(data["labels"])
+    data["state"] = JobState(data["state"])
     data["cancel_requested"] = bool(data["cancel_requested"])
     return Job(**data)
 
@@ -61,7 +82,7 @@ def _job(row: Any) -> Job:
 JOB_INSERT = (
     "INSERT INTO jobs (id, project_id, type, command, env, labels, priority, timeout_seconds, state, max_attempts, "
     "created_by, key_id, idempotency_key, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?)")
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{JobState.QUEUED}', ?, ?, ?, ?, ?, ?)")
 TRANSITION_INSERT = ("INSERT INTO job_transitions (job_id, attempt, state, reason, node_id, time) "
                      "VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -71,13 +92,13 @@ def new_job(*, project_id: str, type: str, command: str, env: dict[str, str], la
             idempotency_key: str | None) -> tuple[Job, list[tuple[str, tuple[Any, ...]]]]:
     """A new QUEUED job and the rows that store it (the job and its first transition), not yet written."""
     now = utcnow()
-    job = Job(new_id("job"), project_id, type, command, env, labels, priority, timeout_seconds, "QUEUED", 1,
+    job = Job(new_id("job"), project_id, type, command, env, labels, priority, timeout_seconds, JobState.QUEUED, 1,
               max_attempts, None, None, False, None, None, None, 0.0, 0.0, 0.0, created_by, key_id, idempotency_key,
               now, now, None, None)
     rows = [
         (JOB_INSERT, (job.id, project_id, type, command, json.dumps(env), json.dumps(labels), priority,
                       timeout_seconds, max_attempts, created_by, key_id, idempotency_key, now, now)),
-        (TRANSITION_INSERT, (job.id, 1, "QUEUED", None, None, now)),
+        (TRANSITION_INSERT, (job.id, 1, JobState.QUEUED.value, None, None, now)),
     ]
     return job, rows
 
@@ -98,7 +119,6 @@ async def record_transition(tx: aiosqlite.Connection, job_id: str, attempt: int,
     await tx.execute(TRANSITION_INSERT, (job_id, attempt, state, reason, node_id, time or utcnow()))
 
 
-
 async def get(db: Database | aiosqlite.Connection, job_id: str) -> Job | None:
     async with connection(db).execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
         row = await cur.fetchone()
@@ -107,7 +127,7 @@ async def get(db: Database | aiosqlite.Connection, job_id: str) -> Job | None:
 
 async def by_idempotency_key(db: Database | aiosqlite.Connection, project_id: str, key: str) -> Job | None:
     async with connection(db).execute("SELECT * FROM jobs WHERE project_id = ? AND idempotency_key = ?",
-                                 (project_id, key)) as cur:
+                                      (project_id, key)) as cur:
         row = await cur.fetchone()
     return _job(row) if row else None
 
@@ -148,14 +168,14 @@ async def queued_for(tx: aiosqlite.Connection, project_id: str, node_labels: dic
     Matching happens in SQL, so jobs no node can take never hide the ones behind them.
     """
     async with tx.execute(
-            "SELECT * FROM jobs WHERE project_id = ? AND state = 'QUEUED' AND NOT EXISTS ("
+            f"SELECT * FROM jobs WHERE project_id = ? AND state = '{JobState.QUEUED}' AND NOT EXISTS ("
             "  SELECT 1 FROM json_each(jobs.labels) AS l"
             "  WHERE json_extract(?, '$.\"' || l.key || '\"') IS NOT l.value)"
             " ORDER BY priority DESC, created_at, id LIMIT ?", (project_id, json.dumps(node_labels), limit)) as cur:
         return [_job(r) for r in await cur.fetchall()]
 
 
-async def set_state(tx: aiosqlite.Connection, job: Job, state: str, *, expect_states: tuple[str, ...],
+async def set_state(tx: aiosqlite.Connection, job: Job, state: JobState, *, expect_states: tuple[JobState, ...],
                     reason: str | None = None, fields: dict[str, Any] | None = None,
                     expect_node: str | None = None) -> Job | None:
     """Move `job` to `state` if it is still in `expect_states` at the same attempt (and node), and record the
@@ -180,25 +200,26 @@ async def set_state(tx: aiosqlite.Connection, job: Job, state: str, *, expect_st
 
 
 async def expired_leases(db: Database, now: str) -> list[Job]:
-    rows = await db.fetchall("SELECT * FROM jobs WHERE state IN ('ASSIGNED', 'RUNNING') AND lease_expires_at < ?",
-                             (now,))
+    rows = await db.fetchall(f"SELECT * FROM jobs WHERE {_in(ACTIVE)} AND lease_expires_at < ?", (now,))
     return [_job(r) for r in rows]
 
 
 async def expire_leases(tx: aiosqlite.Connection, node_id: str) -> None:
     """Let the lease reaper take this node's jobs back at its next pass."""
-    await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
-                     (iso_in(-1), node_id))
+    await tx.execute(f"UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND {_in(ACTIVE)}", (iso_in(-1), node_id))
 
 
 async def renew_leases(tx: aiosqlite.Connection, node_id: str, until: str) -> None:
-    await tx.execute("UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
-                     (until, node_id))
+    await tx.execute(f"UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND {_in(ACTIVE)}", (until, node_id))
+
+
+async def request_cancel(tx: aiosqlite.Connection, job_id: str) -> None:
+    """Flag a job its node is running: the node learns it at its next heartbeat or poll and stops it."""
+    await tx.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (utcnow(), job_id))
 
 
 async def active_on_node(db: Database | aiosqlite.Connection, node_id: str) -> list[Job]:
-    async with connection(db).execute("SELECT * FROM jobs WHERE node_id = ? AND state IN ('ASSIGNED', 'RUNNING')",
-                                 (node_id,)) as cur:
+    async with connection(db).execute(f"SELECT * FROM jobs WHERE node_id = ? AND {_in(ACTIVE)}", (node_id,)) as cur:
         return [_job(r) for r in await cur.fetchall()]
 
 
@@ -208,7 +229,7 @@ async def count_by_key(db: Database, key_id: str, since: str | None = None, acti
         sql += " AND created_at >= ?"
         params.append(since)
     if active_only:
-        sql += " AND state IN ('QUEUED', 'ASSIGNED', 'RUNNING')"
+        sql += f" AND {_in(UNFINISHED)}"
     row = await db.fetchone(sql, params)
     return row["n"] if row else 0
 

@@ -31,7 +31,6 @@ def _node(row: Any) -> Node:
     return Node(**data)
 
 
-
 async def insert(tx: aiosqlite.Connection, project_id: str, name: str, labels: dict[str, str], capacity: int,
                  version: str | None) -> Node:
     now = utcnow()

@@ -1,6 +1,6 @@
 """TarxClient: the only way the console and the CLI reach a runtime (over HTTP, or in-process over ASGI).
 
-No textual imports here.
+It raises only its own errors (`tarx_console.client.errors`), never httpx's. No textual imports here.
 """
 
 from __future__ import annotations
@@ -12,34 +12,33 @@ from typing import Any
 
 import httpx
 
+from runtime.api.families import Family, family
+from tarx_console.client.errors import ClientError, NotFound, Refused, UnexpectedResponse, Unreachable, from_body
+
 KEY_KINDS = ("tarx", "platform", "compute")
 JOB_STATES = ("QUEUED", "ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
 PAGE_MAX = 500  # /v0/jobs' largest page
 
 
-class ClientError(Exception):
-    """A runtime answered with an error; `message` is the envelope's human-readable text, whatever its family."""
-
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-
-
-def _error_from(response: httpx.Response) -> ClientError:
+def _error_from(response: httpx.Response) -> Refused:
     try:
         body = response.json()
     except ValueError:
-        return ClientError(response.status_code, response.text[:200] or response.reason_phrase)
-    if isinstance(body, dict):
-        if isinstance(body.get("error"), dict):  # /v1 and /api/keys
-            return ClientError(response.status_code, body["error"].get("message", ""), body["error"].get("code"))
-        if "detail" in body:  # /api/v1
-            return ClientError(response.status_code, str(body["detail"]), body.get("error_code"))
-        if "message" in body:  # /api/compute, /v0
-            return ClientError(response.status_code, str(body["message"]), body.get("status"))
-    return ClientError(response.status_code, response.text[:200])
+        body = None
+    return from_body(response.status_code, body, response.text or response.reason_phrase)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        kind = response.headers.get("content-type", "no content type")
+        raise UnexpectedResponse(f"{response.request.url.path} did not answer with JSON ({kind})") from exc
+
+
+def _unreachable(exc: httpx.HTTPError) -> ClientError:
+    text = str(exc) or type(exc).__name__
+    return Unreachable(text) if isinstance(exc, httpx.TransportError) else UnexpectedResponse(text)
 
 
 class TarxClient:
@@ -47,6 +46,19 @@ class TarxClient:
         self.http = http
         if key:
             self.http.headers["Authorization"] = f"Bearer {key}"
+
+    @classmethod
+    def over_http(cls, url: str, key: str | None, *, timeout: float = 60,
+                  user_agent: str | None = None) -> TarxClient:
+        """A client of the runtime at `url` (remote, or this machine's on loopback)."""
+        headers = {"User-Agent": user_agent} if user_agent else {}
+        return cls(httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout, headers=headers), key)
+
+    @classmethod
+    def over_asgi(cls, app: Any, key: str | None) -> TarxClient:
+        """A client of an ASGI app running in this process (its lifespan is the caller's to run)."""
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
+        return cls(httpx.AsyncClient(transport=transport, base_url="http://localhost"), key)
 
     def use_project(self, project_id: str | None) -> None:
         """Act in this project (X-Project-ID), as k9s acts in a namespace; None: the caller's only project."""
@@ -58,14 +70,30 @@ class TarxClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    async def __aenter__(self) -> TarxClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            return await self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from exc
+
     async def _call(self, method: str, path: str, **kw: Any) -> Any:
-        r = await self.http.request(method, path, **kw)
+        r = await self._send(method, path, **kw)
         if r.status_code >= 400:
             raise _error_from(r)
         if r.status_code == 204 or not r.content:
             return None
-        body = r.json()
-        if path.startswith("/api/compute/") or path.startswith("/api/auth/"):
+        body = _json(r)
+        # Seed 003 wraps every answer in {"status", "message", "payload"}; seed 004 (/v0) answers bare (only its
+        # errors share that envelope, which _error_from reads), and so do the other families.
+        if family(path) is Family.compute:
+            if not isinstance(body, dict) or "payload" not in body:
+                raise UnexpectedResponse(f"{path} answered without the compute envelope")
             return body["payload"]
         return body
 
@@ -73,10 +101,10 @@ class TarxClient:
 
     async def health(self) -> dict[str, Any]:
         """Health answers 503 with a body when the default model is unusable; that is news, not an error."""
-        r = await self.http.get("/v1/health")
+        r = await self._send("GET", "/v1/health")
         if r.status_code not in (200, 503):
             raise _error_from(r)
-        return r.json()
+        return _json(r)
 
     async def usage(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/usage")
@@ -127,7 +155,7 @@ class TarxClient:
     async def revoke_key(self, key_id: str) -> dict[str, Any]:
         found = next((k for k in await self.list_keys() if k["id"] == key_id), None)
         if found is None:
-            raise ClientError(404, f"Key '{key_id}' was not found.")
+            raise NotFound(404, f"Key '{key_id}' was not found.")
         if found["kind"] == "tarx":
             await self._call("DELETE", "/api/keys", params={"id": key_id})
         elif found["kind"] == "platform":
@@ -202,7 +230,8 @@ class TarxClient:
     async def follow_job_log(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """The job's log lines after sequence `after`, as they arrive, then one `{"end": …}` record.
 
-        A dropped connection resumes where it left off (`Last-Event-ID`), so no line is lost or repeated."""
+        A dropped connection resumes where it left off (`Last-Event-ID`), so no line is lost or repeated; a
+        refusal (an unknown job, a revoked key) raises."""
         while True:
             headers = {"Last-Event-ID": str(after), "Accept": "text/event-stream"}
             try:

@@ -1,15 +1,15 @@
-"""Where the console and CLI connect: flags, env, a saved context, or the local runtime.
+"""Where the console and CLI connect: flags, env, a saved context, or the local runtime; and what answers on a
+port (the one reachability probe).
 
-Local means the runtime of this machine's data dir: over HTTP when it is running, otherwise in-process on its
-database (the same app, through httpx's ASGI transport), so scripts work whether or not a runtime is up.
+Starting a runtime in this process is not the client's business: `tarx_console.host` does that.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import enum
 import json
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 
 from runtime.config import Settings, config_dir
-from tarx_console.client.api import TarxClient
 
 CONTEXTS_FILE = "contexts.json"
 LOCAL = "local"
@@ -68,35 +67,30 @@ def resolve_target(url: str | None = None, key: str | None = None, context: str 
     return Target(name, saved["url"], key or saved["key"])
 
 
-@contextlib.asynccontextmanager
-async def open_client(target: Target, settings: Settings | None = None) -> AsyncIterator[TarxClient]:
-    if target.url is not None:
-        async with httpx.AsyncClient(base_url=target.url, timeout=60) as http:
-            yield TarxClient(http, target.key)
-        return
-    settings = settings or Settings()
-    local_url = settings.base_url
-    try:
-        async with httpx.AsyncClient(base_url=local_url, timeout=2) as probe:
-            running = (await probe.get("/api/version")).status_code == 200
-    except httpx.TransportError:
-        running = False
-    if running:
-        key = target.key or owner_key(settings)
-        async with httpx.AsyncClient(base_url=local_url, timeout=60) as http:
-            yield TarxClient(http, key)
-        return
-    # No runtime running: serve this one call in-process, straight on the database.
-    from runtime.app import create_app
-
-    app = create_app(settings.model_copy(update={"log_requests": False}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
-        async with httpx.AsyncClient(transport=transport, base_url="http://tarx.local") as http:
-            yield TarxClient(http, target.key or owner_key(settings))
-
-
 def owner_key(settings: Settings) -> str | None:
     """The local owner's key, written by the runtime at first start."""
     path = settings.owner_key_file
     return path.read_text().strip() if path.exists() else None
+
+
+class PortState(enum.Enum):
+    FREE = "free"
+    TARX = "tarx"  # a tarx runtime answers there: attach to it
+    OTHER = "other"  # something else holds the port
+
+
+async def probe(host: str, port: int) -> PortState:
+    """What answers on host:port. Never raises."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, TimeoutError):
+        return PortState.FREE
+    writer.close()
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=3) as http:
+            body = (await http.get(f"http://{netloc}/api/version")).json()
+    except (httpx.HTTPError, ValueError):
+        return PortState.OTHER
+    is_tarx = isinstance(body, dict) and isinstance(body.get("release"), dict) and "tarx" in body["release"]
+    return PortState.TARX if is_tarx else PortState.OTHER

@@ -10,14 +10,14 @@ from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import httpx
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
-from tarx_console.client.api import ClientError, TarxClient
+from tarx_console.client.api import TarxClient
+from tarx_console.client.errors import ClientError, Unreachable
 from tarx_console.widgets.commandbar import CommandBar
 from tarx_console.widgets.difftable import DiffTable, Row
 from tarx_console.widgets.header import ConsoleHeader
@@ -42,9 +42,7 @@ class ViewScreen(Screen):
         super().__init__()
         self.filter_text = ""
         self._timer: Timer | None = None
-        self.refreshes = 0  # finished refreshes; with in_flight, lets tests see they never overlap
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.refreshes = 0  # refreshes ended (answered or not): 0 until the view has tried once
 
     @property
     def tarx(self) -> TarxApp:
@@ -87,16 +85,13 @@ class ViewScreen(Screen):
     async def _refresh(self) -> None:
         client = self.tarx.client
         if client is not None:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 await self.load(client)
+            except Unreachable:
+                pass  # the header shows the lost connection; the next refresh retries
             except ClientError as exc:
                 self.tarx.report(exc)
-            except httpx.HTTPError:
-                pass  # the header shows the lost connection; the next refresh retries
             finally:
-                self.in_flight -= 1
                 self.refreshes += 1
         if self.is_current and not self.tarx.quitting:
             self.schedule_refresh(self.tarx.config.refresh_seconds if client is not None else 0.2)
@@ -109,10 +104,10 @@ class ViewScreen(Screen):
             return None
         try:
             return await call(client)
+        except Unreachable as exc:
+            self.notify(f"The runtime did not answer: {exc.message}", severity="error")
         except ClientError as exc:
             self.tarx.report(exc, always=True)
-        except httpx.HTTPError as exc:
-            self.notify(f"The runtime did not answer: {exc}", severity="error")
         return None
 
     def action_refresh_now(self) -> None:

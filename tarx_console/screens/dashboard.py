@@ -9,7 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from tarx_console.client.api import JOB_STATES, ClientError, TarxClient
+from tarx_console.client.api import JOB_STATES, TarxClient
+from tarx_console.client.errors import Refused
 from tarx_console.screens.base import ViewScreen
 from tarx_console.screens.jobs import STATE_STYLE
 from tarx_console.widgets.difftable import DiffTable, Row
@@ -58,7 +59,7 @@ class DashboardScreen(ViewScreen):
         nodes = await client.list_nodes()
         try:
             usage: dict[str, Any] | None = await client.usage()
-        except ClientError:
+        except Refused:
             usage = None  # a key without a user (a node key) has no usage of its own
         self.show(health, counts, nodes, usage)
 

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from tarx_console import fmt
 from tarx_console.client.api import TarxClient
+from tarx_console.client.errors import ClientError
 from tarx_console.screens.base import TableView, ViewScreen
 from tarx_console.screens.dialogs import ConfirmDialog, Field, FormDialog
 from tarx_console.widgets.difftable import Row
@@ -153,15 +154,18 @@ class JobDetailScreen(JobActions, ViewScreen):
         tail = self.query_one(LogTail)
         while self.tarx.client is None:
             await self.tarx.connected.wait()
-        async for record in self.tarx.client.follow_job_log(self.job_id, after=self.log_seq):
-            if "end" in record:
-                end = record["end"]
-                tail.write([f"── end: {end.get('state')} exit {end.get('exitCode')} "
-                            f"{end.get('reason') or ''}".rstrip()])
-                self.schedule_refresh(0)
-                return
-            self.log_seq = record["seq"]
-            tail.write([record["text"]])
+        try:
+            async for record in self.tarx.client.follow_job_log(self.job_id, after=self.log_seq):
+                if "end" in record:
+                    end = record["end"]
+                    tail.write([f"── end: {end.get('state')} exit {end.get('exitCode')} "
+                                f"{end.get('reason') or ''}".rstrip()])
+                    self.schedule_refresh(0)
+                    return
+                self.log_seq = record["seq"]
+                tail.write([record["text"]])
+        except ClientError as exc:  # the job is gone, or the key no longer reaches it
+            tail.write([f"── the log is not available: {exc}"])
 
     @work(group="job-cancel")
     async def action_cancel(self) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from compute_helpers import Node
 from conftest import Runtime
-from console_helpers import attached, console_config, drive, open_view, rows, screen_text, select_row, wait_for
-from identity_helpers import bearer, owner_key
+from support.compute import Node
+from support.console import attached, console_config, drive, open_view, rows, screen_text, select_row, wait_for
+from support.identity import bearer, owner_key
+from tarx_console.client.api import TarxClient
 from tarx_console.screens.dialogs import ConfirmDialog, FormDialog, SecretDialog
 from tarx_console.screens.jobs import JobDetailScreen, JobsScreen
 from tarx_console.screens.keys import KeysScreen
@@ -240,11 +243,26 @@ def test_keymap_in_config_remaps_a_binding(rt: Runtime) -> None:
     drive(attached(rt, console_config(keymap={"jobs.submit": "x"})), scenario)
 
 
-def test_refreshes_never_overlap(rt: Runtime) -> None:
+def test_refreshes_never_overlap(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no pause between refreshes, each one still starts only after the one before it ended."""
+    seen = {"now": 0, "most": 0, "finished": 0}
+    load = JobsScreen.load
+
+    async def counted(self: JobsScreen, client: TarxClient) -> None:  # wraps every refresh of the jobs view
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            await asyncio.sleep(0.02)  # a slow runtime: a refresh started beside this one would be counted
+            await load(self, client)
+        finally:
+            seen["now"] -= 1
+            seen["finished"] += 1
+
+    monkeypatch.setattr(JobsScreen, "load", counted)
+
     async def scenario(pilot: Pilot) -> None:
         await open_view(pilot, "jobs")
-        screen = pilot.app.screen
-        await wait_for(pilot, lambda: screen.refreshes >= 15, 20, "refreshes")
-        assert screen.max_in_flight == 1
+        await wait_for(pilot, lambda: seen["finished"] >= 15, 20, "refreshes")
 
     drive(attached(rt, console_config(refresh_seconds=0.0)), scenario)
+    assert seen["finished"] >= 15 and seen["most"] == 1, seen

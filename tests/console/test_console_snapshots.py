@@ -9,7 +9,7 @@ import pytest
 from textual.pilot import Pilot
 
 from conftest import Runtime
-from console_helpers import SIZE, attached, console_config, open_view, ready, rows, wait_for
+from support.console import SIZE, attached, console_config, open_view, ready, rows, wait_for
 from tarx_console.screens.dialogs import FormDialog
 
 

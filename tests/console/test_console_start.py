@@ -13,8 +13,8 @@ import httpx
 from textual.pilot import Pilot
 
 from conftest import Runtime, free_port
-from console_helpers import attached, console_config, drive, ready, wait_for
 from runtime.config import Settings
+from support.console import attached, console_config, drive, ready, wait_for
 from tarx_console.app import Launch, TarxApp
 from tarx_console.client.connect import Target
 from tarx_console.config import ConsoleConfig

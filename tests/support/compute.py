@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 
 from conftest import REPO, Runtime
-from identity_helpers import bearer, owner_key
+from runtime.store.jobs import TERMINAL
+from support.identity import bearer, owner_key
 
 FAST = {"TARX_LOCAL_NODE": "false", "TARX_NODE_HEARTBEAT_SECONDS": "0.5", "TARX_LEASE_GRACE_SECONDS": "2",
         "TARX_NODE_POLL_WAIT_SECONDS": "2", "TARX_WEBHOOK_BACKOFF_SECONDS": "0.2"}
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
 
 class Node:
@@ -94,7 +94,7 @@ class Api:
         return r.json()
 
     def wait(self, job_id: str, states: set[str] | None = None, timeout: float = 30) -> dict[str, Any]:
-        states = states or TERMINAL
+        states = states or set(TERMINAL)
         return wait_until(lambda: (j := self.job(job_id))["state"] in states and j, timeout,
                           lambda: json.dumps(self.job(job_id), indent=1))
 

@@ -9,8 +9,10 @@ with policy `local`, so an upstream tarx runs it itself and never routes it furt
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +24,24 @@ from runtime.auth.principal import Principal
 from runtime.auth.secretbox import SecretBox
 from runtime.config import Settings
 from runtime.errors import InvalidRequest, NotFound, TarxError
-from runtime.inference.chat import ChatService, Limits
-from runtime.inference.energy import EnergyMeter, Joules, billable
-from runtime.inference.jobs import Done, QueueClass
+from runtime.inference.energy import EnergyMeter, Joules, Reading, billable
+from runtime.inference.local import Limits, LocalChat
+from runtime.inference.results import (
+    ChatEvent,
+    ChatResult,
+    Final,
+    Generated,
+    RouteEvidence,
+    TextDelta,
+    ToolCall,
+    ToolCalls,
+    Usage,
+)
 from runtime.inference.schemas import ChatCompletionRequest
-from runtime.store import Database, evidence, identity
+from runtime.inference.work import QueueClass
+from runtime.store import Database, evidence, identity, upstreams
 from runtime.store import secrets as secret_store
-from runtime.store.db import utcnow
+from runtime.store.inference_log import InferenceRecord
 
 # policy -> (plane, queue class)
 POLICIES: dict[str, tuple[str, QueueClass | str]] = {
@@ -73,6 +86,10 @@ class Upstream:
 
 @dataclass
 class Plan:
+    """Where and how one chat call will run (from `PlaneRouter.plan`). Its evidence id is known up front, so a
+    stream can name it in a response header before the record exists; so is the call's id, which names the
+    completion, its stream chunks and its log row whichever plane runs it."""
+
     policy: str
     plane: str
     tier: str
@@ -83,8 +100,11 @@ class Plan:
     project_id: str | None
     principal: Principal | None
     started: float = field(default_factory=time.perf_counter)
+    evidence_id: str = field(default_factory=evidence.new_evidence_id)
+    call_id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
 
     def limits(self, watts_per_core: float) -> Limits:
+        """The deadline and CPU budget standing for this call's latency and joules limits."""
         deadline = self.started + self.max_latency_ms / 1000 if self.max_latency_ms else None
         cpu = self.max_joules / watts_per_core if self.max_joules else None
         return Limits(deadline, cpu)
@@ -98,16 +118,30 @@ def _number(headers: Mapping[str, str], name: str) -> float | None:
         number = float(value)
     except ValueError:
         raise InvalidRequest(f"{name} must be a number, not '{value}'", code="invalid_route_header") from None
-    if number <= 0:
-        raise InvalidRequest(f"{name} must be positive", code="invalid_route_header")
+    if not number > 0 or number == float("inf"):  # NaN and infinity are not budgets
+        raise InvalidRequest(f"{name} must be a positive number", code="invalid_route_header")
     return number
 
 
-class Router:
-    def __init__(self, settings: Settings, db: Database, chat: ChatService, box: SecretBox) -> None:
+@dataclass
+class _Outcome:
+    """How a call ended on its plane, before it is recorded."""
+
+    generated: Generated
+    plane: str
+    joules: Joules | None = None  # None: the upstream did the work (its evidence carries the joules)
+    fallback_reason: str | None = None
+    upstream_route: dict[str, Any] | None = None
+
+
+class PlaneRouter:
+    """Runs chat calls on the plane their policy and privacy tier allow, with explicit fallback to local, and
+    records each call's log row and route evidence together."""
+
+    def __init__(self, settings: Settings, db: Database, local: LocalChat, box: SecretBox) -> None:
         self.settings = settings
         self.db = db
-        self.chat = chat
+        self.local = local
         self.box = box
         self.meter = EnergyMeter(settings.cpu_watts_per_core)
         self.http = httpx.AsyncClient(timeout=settings.upstream_timeout_seconds)
@@ -132,7 +166,7 @@ class Router:
         if tier not in ALLOWED_TIERS[policy]:
             raise PrivacyViolation(f"'{tier}' content may not leave for the {policy} plane; it may use "
                                    f"{[p for p, tiers in ALLOWED_TIERS.items() if tier in tiers]}.")
-        project_id = await self._attribution(principal, headers.get("x-tarx-project-id"))
+        project_id = await self._attribution(principal, headers.get("x-tarx-project-id"), plane == "enterprise")
         upstream = None
         if plane == "supercomputer":
             upstream = await self._hosted(principal)
@@ -146,12 +180,24 @@ class Router:
             queue = QueueClass(asked)
         return Plan(policy, plane, tier, queue, upstream, max_latency, max_joules, project_id, principal)
 
-    async def _attribution(self, principal: Principal | None, value: str | None) -> str | None:
-        if not value or principal is None:
+    async def _attribution(self, principal: Principal | None, value: str | None, must_exist: bool) -> str | None:
+        """The project a call is attributed to. Seed 000: for the local plane the header is a label, counted in
+        /v1/usage as given when it names none of the caller's projects; only the enterprise plane, which needs
+        the project's own upstream, requires the project to exist."""
+        value = (value or "").strip()[:200] or None
+        if value is None:
             return None
-        ctx = await resolve_project(self.db, principal, None if not value.startswith("proj_") else value,
-                                    value if not value.startswith("proj_") else None)
-        return ctx.project.id
+        if principal is not None:
+            try:
+                by_id = value.startswith("proj_")
+                ctx = await resolve_project(self.db, principal, value if by_id else None, None if by_id else value)
+                return ctx.project.id
+            except NotFound:
+                if must_exist:
+                    raise
+        elif must_exist:
+            raise NotFound(f"Project '{value}' was not found.")
+        return value
 
     async def _hosted(self, principal: Principal | None) -> Upstream:
         key = principal.key if principal else None
@@ -187,7 +233,7 @@ class Router:
 
     async def _owner_configured(self) -> Upstream | None:
         if not self._configured_loaded:
-            row = await self.db.fetchone("SELECT * FROM upstreams WHERE name = 'supercomputer'")
+            row = await upstreams.get(self.db, "supercomputer")
             self._configured = None if row is None else Upstream(
                 "supercomputer", row["url"], self.box.open(row["key_cipher"]) if row["key_cipher"] else None,
                 "tarx-supercomputer")
@@ -198,10 +244,7 @@ class Router:
         return bool(self.settings.supercomputer_url) or await self._owner_configured() is not None
 
     async def set_hosted(self, url: str, key: str | None) -> None:
-        await self.db.execute(
-            "INSERT INTO upstreams (name, url, key_cipher, updated_at) VALUES ('supercomputer', ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET url = excluded.url, key_cipher = excluded.key_cipher, "
-            "updated_at = excluded.updated_at", (url.rstrip("/"), self.box.seal(key) if key else None, utcnow()))
+        await upstreams.put(self.db, "supercomputer", url.rstrip("/"), self.box.seal(key) if key else None)
         self._configured_loaded = False
 
     # ---- running ---------------------------------------------------------------------------------------------
@@ -222,7 +265,8 @@ class Router:
     def _slot(self, plan: Plan) -> str:
         return "enterprise" if plan.plane == "enterprise" else plan.queue_class.value
 
-    async def complete(self, plan: Plan, body: ChatCompletionRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def complete(self, plan: Plan, body: ChatCompletionRequest) -> ChatResult:
+        """Run the call to the end on its plane (or local, on fallback) and return its recorded result."""
         fallback_reason = None
         if plan.upstream is not None:
             slot = self._slot(plan)
@@ -235,37 +279,37 @@ class Router:
                         raise TarxError(f"The {plan.plane} upstream refused the request: "
                                         f"{data.get('error', {}).get('message', r.text[:200])}",
                                         status=r.status_code, code="upstream_refused")
-                    route = await self._record(plan, body, False, data.get("usage", {}), None,
-                                               upstream_route=data.get("tarx_route"))
-                    data["tarx_route"] = route
-                    return data, route
+                    outcome = _Outcome(_from_upstream(data, plan.call_id), plan.plane,
+                                       upstream_route=data.get("tarx_route"))
+                    return await self._record(plan, body, False, outcome)
                 fallback_reason = f"upstream_status_{r.status_code}"
             except httpx.TimeoutException:
                 fallback_reason = "upstream_timeout"
-            except (httpx.TransportError, ValueError):
+            except (httpx.TransportError, ValueError, KeyError, TypeError, AttributeError, IndexError):
                 fallback_reason = "upstream_unavailable"
             finally:
                 self.upstream_in_flight[slot] -= 1
         # Local: the plane asked for, or the fallback (local is inside every privacy boundary).
-        done_box: list[Done] = []
         before = self.meter.read()
-        data = await self.chat.complete(body, plan.queue_class, plan.limits(self.settings.cpu_watts_per_core),
-                                        done_box.append)
-        done = done_box[0]
-        self._check_budget(plan, done)
-        joules = self.meter.joules(before, self.meter.read(), done.cpu_seconds)
-        route = await self._record(plan, body, False, data["usage"], joules, fallback_reason=fallback_reason,
-                                   limited_by=done.limited_by)
-        data["tarx_route"] = route
-        return data, route
+        events = await self._start_local(plan, body, False, before, fallback_reason)
+        generated: Generated | None = None
+        async with aclosing(events):  # a caller cancelled (client gone) stops the generation at once
+            async for event in events:
+                if isinstance(event, Generated):
+                    generated = event
+        assert generated is not None
+        self._check_budget(plan, generated)
+        joules = self.meter.joules(before, self.meter.read(), generated.cpu_seconds)
+        return await self._record(plan, body, False, _Outcome(generated, "local", joules, fallback_reason))
 
-    def _check_budget(self, plan: Plan, done: Done) -> None:
-        if done.limited_by == "max_joules" and done.completion_tokens == 0:
+    def _check_budget(self, plan: Plan, generated: Generated) -> None:
+        if generated.limited_by == "max_joules" and generated.completion_tokens == 0:
             raise TarxError(f"x-tarx-max-joules={plan.max_joules:g} does not cover even the prompt on this route.",
                             status=422, type="invalid_request_error", code="joules_budget_exceeded")
 
-    async def stream(self, plan: Plan, body: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
-        """Chunks, ending with one that carries `tarx_route` (the caller then sends `[DONE]`)."""
+    async def stream(self, plan: Plan, body: ChatCompletionRequest) -> AsyncIterator[ChatEvent]:
+        """Start the call and return its events, ending with `Final`. Raises before returning when the call
+        cannot start anywhere, so the caller can still answer with an error status."""
         fallback_reason = None
         if plan.upstream is not None:
             slot = self._slot(plan)
@@ -282,83 +326,109 @@ class Router:
             except httpx.TransportError:
                 fallback_reason = "upstream_unavailable"
             self.upstream_in_flight[slot] -= 1
-        return await self._local_stream(plan, body, fallback_reason)
-
-    def _relay(self, plan: Plan, body: ChatCompletionRequest, response: httpx.Response, slot: str
-               ) -> AsyncIterator[dict[str, Any]]:
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            usage: dict[str, Any] = {}
-            upstream_route = None
-            last: dict[str, Any] = {}
-            try:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:") or line.strip() == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[5:])
-                    if "tarx_route" in chunk:
-                        upstream_route = chunk["tarx_route"]
-                        continue
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                        if not (body.stream_options and body.stream_options.include_usage):
-                            continue
-                    last = chunk
-                    yield chunk
-            finally:
-                await response.aclose()
-                self.upstream_in_flight[slot] -= 1
-            route = await self._record(plan, body, True, usage, None, upstream_route=upstream_route)
-            yield _route_chunk(last, body.model, route)
-
-        return chunks()
-
-    async def _local_stream(self, plan: Plan, body: ChatCompletionRequest, fallback_reason: str | None
-                            ) -> AsyncIterator[dict[str, Any]]:
-        done_box: list[Done] = []
         before = self.meter.read()
-        inner = await self.chat.stream(body, plan.queue_class, plan.limits(self.settings.cpu_watts_per_core),
-                                       done_box.append)
+        events = await self._start_local(plan, body, True, before, fallback_reason)
+        return self._local_events(plan, body, events, before, fallback_reason)
 
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            last: dict[str, Any] = {}
-            async for chunk in inner:
-                last = chunk
-                yield chunk
-            done = done_box[0]
-            joules = self.meter.joules(before, self.meter.read(), done.cpu_seconds)
-            usage = {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens}
-            route = await self._record(plan, body, True, usage, joules, fallback_reason=fallback_reason,
-                                       limited_by=done.limited_by)
-            yield _route_chunk(last, body.model, route)
+    async def _start_local(self, plan: Plan, body: ChatCompletionRequest, stream: bool, before: Reading,
+                           fallback_reason: str | None) -> AsyncIterator[Any]:
+        async def abandoned(generated: Generated) -> None:
+            # The caller left mid-generation: the tokens, CPU time and Joules spent still count.
+            joules = self.meter.joules(before, self.meter.read(), generated.cpu_seconds)
+            await self._record(plan, body, stream, _Outcome(generated, "local", joules, fallback_reason))
 
-        return chunks()
+        return await self.local.start(body, plan.queue_class, plan.limits(self.settings.cpu_watts_per_core),
+                                      plan.call_id, abandoned)
 
-    async def _record(self, plan: Plan, body: ChatCompletionRequest, stream: bool, usage: dict[str, Any],
-                      joules: Joules | None, *, fallback_reason: str | None = None, limited_by: str | None = None,
-                      upstream_route: dict[str, Any] | None = None) -> dict[str, Any]:
-        fell_back = fallback_reason is not None
-        plane = "local" if fell_back or plan.upstream is None else plan.plane
+    async def _local_events(self, plan: Plan, body: ChatCompletionRequest, events: AsyncIterator[Any],
+                            before: Reading, fallback_reason: str | None) -> AsyncIterator[ChatEvent]:
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, Generated):
+                    joules = self.meter.joules(before, self.meter.read(), event.cpu_seconds)
+                    outcome = _Outcome(event, "local", joules, fallback_reason)
+                    yield Final(await self._record(plan, body, True, outcome))
+                else:
+                    yield event
+
+    async def _relay(self, plan: Plan, body: ChatCompletionRequest, response: httpx.Response, slot: str
+                     ) -> AsyncIterator[ChatEvent]:
+        """An upstream's OpenAI stream as typed events; its tool calls are assembled by index and released whole."""
+        usage: dict[str, Any] = {}
+        upstream_route = None
+        parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        finish = "stop"
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                    continue
+                try:
+                    chunk = json.loads(line[5:])
+                except ValueError:
+                    continue
+                if not isinstance(chunk, dict):
+                    continue
+                upstream_route = chunk.get("tarx_route") or upstream_route
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        parts.append(delta["content"])
+                        yield TextDelta(delta["content"])
+                    for call in delta.get("tool_calls") or []:
+                        slot_call = calls.setdefault(int(call.get("index", len(calls))),
+                                                     {"id": "", "name": "", "arguments": ""})
+                        fn = call.get("function") or {}
+                        slot_call["id"] = call.get("id") or slot_call["id"]
+                        slot_call["name"] += fn.get("name") or ""
+                        slot_call["arguments"] += fn.get("arguments") or ""
+                    finish = choice.get("finish_reason") or finish
+        finally:
+            await response.aclose()
+            self.upstream_in_flight[slot] -= 1
+        tool_calls = [ToolCall(c["id"] or "call_" + secrets.token_hex(12), c["name"], c["arguments"])
+                      for _, c in sorted(calls.items())]
+        if tool_calls:
+            yield ToolCalls(tool_calls)
+        generated = Generated(plan.call_id, "".join(parts), tool_calls, finish,
+                              int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), 0.0)
+        yield Final(await self._record(plan, body, True, _Outcome(generated, plan.plane,
+                                                                  upstream_route=upstream_route)))
+
+    async def _record(self, plan: Plan, body: ChatCompletionRequest, stream: bool, outcome: _Outcome
+                      ) -> ChatResult:
+        gen = outcome.generated
+        joules = outcome.joules
         if joules is None:  # the upstream did the work: its evidence carries the joules, when it sends any
-            up = upstream_route or {}
+            up = outcome.upstream_route if isinstance(outcome.upstream_route, dict) else {}
             raw, est = up.get("raw_joules"), float(up.get("estimated_joules") or 0.0)
             joules = Joules(raw, est, float(up.get("billable_joules") or billable(raw, est)),
                             f"upstream:{up.get('joules_method', 'unreported')}")
+        local = outcome.plane == "local"
         principal = plan.principal
-        rec = await evidence.record(self.db, {
-            "execution_plane": plane, "policy": plan.policy, "privacy_tier": plan.tier, "model": body.model,
-            "provider": plan.upstream.provider if plane != "local" and plan.upstream else "tarx-local",
+        log = InferenceRecord(
+            id=gen.id, kind="chat", model=body.model,
+            queue_class=plan.queue_class.value if local else self._slot(plan), stream=stream,
+            prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
+            finish_reason=gen.finish_reason, queue_ms=gen.queue_ms, ttft_ms=gen.ttft_ms,
+            total_ms=gen.total_ms, cpu_seconds=gen.cpu_seconds if local else None)
+        rec = await evidence.record_call(self.db, log, plan.evidence_id, {
+            "execution_plane": outcome.plane, "policy": plan.policy, "privacy_tier": plan.tier, "model": body.model,
+            "provider": plan.upstream.provider if not local and plan.upstream else "tarx-local",
             "latency_ms": round((time.perf_counter() - plan.started) * 1000, 1),
-            **joules.evidence(), "fallback": fell_back, "fallback_reason": fallback_reason,
-            "limited_by": limited_by, "stream": stream,
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0),
+            **joules.evidence(), "fallback": outcome.fallback_reason is not None,
+            "fallback_reason": outcome.fallback_reason, "limited_by": gen.limited_by, "stream": stream,
+            "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
             "key_id": principal.key_id if principal else None, "user_id": principal.user.id if principal else None,
             "project_id": plan.project_id,
         })
-        return route_view(rec)
+        return ChatResult(id=gen.id, model=body.model, created=int(time.time()), text=gen.text,
+                          tool_calls=gen.tool_calls, finish_reason=gen.finish_reason,
+                          usage=Usage(gen.prompt_tokens, gen.completion_tokens), route=evidence_of(rec))
 
     def capacity(self) -> dict[str, dict[str, Any]]:
-        classes = self.chat.engine.capacity()
+        classes = self.local.engine.capacity()
         classes.setdefault("enterprise", {"depth": 0, "in_flight": 0, "limit": self.settings.queue_max,
                                           "backpressure_state": "normal"})
         for name, n in self.upstream_in_flight.items():
@@ -367,17 +437,27 @@ class Router:
         return classes
 
 
-def route_view(rec: dict[str, Any]) -> dict[str, Any]:
-    """The `tarx_route` object (seed 000's evidence fields, plus how the joules were obtained)."""
-    keys = ("execution_plane", "policy", "privacy_tier", "model", "provider", "latency_ms", "raw_joules",
-            "estimated_joules", "billable_joules", "fallback", "fallback_reason")
-    return {**{k: rec[k] for k in keys}, "evidence_id": rec["id"], "joules_method": rec["joules_method"],
-            "limited_by": rec["limited_by"], "recorded_at": rec["time"]}
+def _from_upstream(data: dict[str, Any], call_id: str) -> Generated:
+    """An upstream's `chat.completion` as what was generated."""
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
+    calls = [ToolCall(c.get("id") or "call_" + secrets.token_hex(12), c["function"]["name"],
+                      c["function"].get("arguments") or "{}") for c in message.get("tool_calls") or []]
+    usage = data.get("usage") or {}
+    return Generated(call_id, message.get("content") or "", calls,
+                     choice.get("finish_reason") or "stop", int(usage.get("prompt_tokens") or 0),
+                     int(usage.get("completion_tokens") or 0), 0.0)
 
 
-def _route_chunk(last: dict[str, Any], model: str, route: dict[str, Any]) -> dict[str, Any]:
-    return {"id": last.get("id", route["evidence_id"]), "object": "chat.completion.chunk",
-            "created": last.get("created", int(time.time())), "model": model, "choices": [], "tarx_route": route}
+def evidence_of(rec: dict[str, Any]) -> RouteEvidence:
+    """A stored route evidence record as the typed value."""
+    return RouteEvidence(
+        evidence_id=rec["id"], execution_plane=rec["execution_plane"], policy=rec["policy"],
+        privacy_tier=rec["privacy_tier"], model=rec["model"], provider=rec["provider"],
+        latency_ms=rec["latency_ms"],
+        joules=Joules(rec["raw_joules"], rec["estimated_joules"], rec["billable_joules"], rec["joules_method"]),
+        fallback=rec["fallback"], fallback_reason=rec["fallback_reason"], limited_by=rec["limited_by"],
+        recorded_at=rec["time"])
 
 
-__all__ = ["ALLOWED_TIERS", "POLICIES", "ROUTE_HEADERS", "TIERS", "Router"]
+__all__ = ["ALLOWED_TIERS", "POLICIES", "ROUTE_HEADERS", "TIERS", "Plan", "PlaneRouter", "evidence_of"]

@@ -12,8 +12,8 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from conftest import Runtime
-from identity_helpers import owner_key
 from runtime.config import Settings
+from support.identity import owner_key
 from tarx_console.app import Launch, TarxApp
 from tarx_console.client.connect import Target
 from tarx_console.config import ConsoleConfig

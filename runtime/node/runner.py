@@ -26,6 +26,7 @@ import httpx
 
 from runtime import __version__
 from runtime.store.db import utcnow
+from runtime.store.jobs import JobState
 
 log = logging.getLogger("tarx.node")
 
@@ -55,13 +56,13 @@ def machine_labels() -> dict[str, str]:
 class Running:
     job: dict[str, Any]
     process: subprocess.Popen[bytes] | None = None
-    outcome: str | None = None  # CANCELLED or TIMED_OUT when we stopped it
+    outcome: JobState | None = None  # CANCELLED or TIMED_OUT when we stopped it
     task: asyncio.Task[None] | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
 
 
-class NodeAgent:
+class NodeRunner:
     def __init__(self, http: httpx.AsyncClient, key: str, *, name: str, labels: dict[str, str] | None = None,
                  capacity: int = 1, workdir: Path, state_file: Path | None = None,
                  heartbeat_seconds: float | None = None, rotate_every: float | None = None,
@@ -156,7 +157,7 @@ class NodeAgent:
             for task in loops:
                 task.cancel()
             for run in list(self.running.values()):
-                self._kill(run, "CANCELLED")
+                self._kill(run, JobState.CANCELLED)
             await asyncio.gather(*loops, *(r.task for r in self.running.values() if r.task), return_exceptions=True)
 
     async def _heartbeat_once(self) -> None:
@@ -168,7 +169,7 @@ class NodeAgent:
         for job_id in answer.get("cancel", []):
             run = self.running.get(job_id)
             if run is not None:
-                self._kill(run, "CANCELLED")
+                self._kill(run, JobState.CANCELLED)
         if answer.get("drain") and not self.draining:
             log.info("draining: finishing %d running job(s), taking no new ones", len(self.running))
         self.draining = bool(answer.get("drain"))
@@ -216,7 +217,7 @@ class NodeAgent:
 
     # ---- one job ---------------------------------------------------------------------------------------------
 
-    def _kill(self, run: Running, outcome: str) -> None:
+    def _kill(self, run: Running, outcome: JobState) -> None:
         if run.outcome is None:
             run.outcome = outcome
         if run.process is not None and run.process.returncode is None:
@@ -244,7 +245,7 @@ class NodeAgent:
                 await self._retrying("/api/compute/nodes/logs", {"jobId": run.job["id"], "attempt": run.job["attempt"],
                                                                  "lines": batch})
             except LeaseLost:
-                self._kill(run, "CANCELLED")
+                self._kill(run, JobState.CANCELLED)
                 raise
 
     async def _flusher(self, run: Running) -> None:
@@ -277,7 +278,7 @@ class NodeAgent:
             waiter = asyncio.ensure_future(asyncio.to_thread(os.wait4, run.process.pid, 0))
             done, _ = await asyncio.wait({waiter}, timeout=job["timeoutSeconds"])
             if not done:
-                self._kill(run, "TIMED_OUT")
+                self._kill(run, JobState.TIMED_OUT)
             _, status, rusage = await waiter
             run.process.returncode = os.waitstatus_to_exitcode(status)
             wall = time.monotonic() - started
@@ -293,7 +294,7 @@ class NodeAgent:
             log.exception("job %s failed on this node", job["id"])
             with contextlib.suppress(Exception):
                 await self._retrying("/api/compute/nodes/result", {
-                    "jobId": job["id"], "attempt": job["attempt"], "state": "FAILED", "reason": "node_error"})
+                    "jobId": job["id"], "attempt": job["attempt"], "state": JobState.FAILED, "reason": "node_error"})
         finally:
             self.running.pop(job["id"], None)
             self._slot.set()
@@ -311,9 +312,10 @@ class NodeAgent:
         if run.outcome is not None:
             state, reason = run.outcome, run.outcome.lower()
         elif code == 0:
-            state, reason = "SUCCEEDED", None
+            state, reason = JobState.SUCCEEDED, None
         else:
-            state, reason = "FAILED", f"exit code {code}" if code is not None and code >= 0 else f"signal {-code}"
+            state = JobState.FAILED
+            reason = f"exit code {code}" if code is not None and code >= 0 else f"signal {-code}"
         gpu = wall if "gpu" in job.get("labels", {}) and "gpu" in self.labels else 0.0
         rss_gb = rusage.ru_maxrss / 1024 / 1024  # ru_maxrss is in KiB on Linux
         await self._retrying("/api/compute/nodes/result", {

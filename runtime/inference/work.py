@@ -90,8 +90,9 @@ class ChatJob(Job):
     presence_penalty: float = 0.0
     deadline: float | None = None  # perf_counter time by which generation must stop (x-tarx-max-latency-ms)
     max_cpu_seconds: float | None = None  # CPU budget standing for x-tarx-max-joules
+    generated: int = 0  # tokens generated so far (written by the worker thread; read for wait estimates)
 
 
 @dataclass(kw_only=True)
 class EmbedJob(Job):
-    inputs: list[str]
+    inputs: list[str | list[int]]  # text, or token ids of the model's vocabulary

@@ -1,0 +1,16 @@
+"""`/api/v1`: the TARX platform API (seed 001), one router module per resource, included here.
+
+Agents, RAG sources, MCP servers, skills, workflows, executions and webhooks join as modules of their own later.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from runtime.api.platform_v1 import identity, platform_keys, projects, secrets
+
+router = APIRouter(prefix="/api/v1", tags=["platform"])
+for _module in (identity, platform_keys, projects, secrets):
+    router.include_router(_module.router)
+
+__all__ = ["router"]

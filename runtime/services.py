@@ -1,0 +1,94 @@
+"""The running runtime's parts, opened and closed together by the app's lifespan and handed to routers through
+the `Svc` dependency (runtime/api/deps.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from runtime import __version__
+from runtime.auth.accounts import Accounts
+from runtime.auth.bootstrap import bootstrap
+from runtime.auth.principal import Authenticator
+from runtime.auth.secretbox import SecretBox
+from runtime.auth.signin_limits import SigninLimits, SigninPolicy
+from runtime.compute.artifacts import ArtifactStore
+from runtime.compute.jobs import JobService
+from runtime.compute.nodes import NodeService
+from runtime.compute.signals import Signals
+from runtime.compute.webhooks import WebhookService
+from runtime.config import Settings
+from runtime.inference.chat import ChatService
+from runtime.inference.engine import InferenceEngine
+from runtime.store import Database, meta, utcnow
+
+
+@dataclass
+class Services:
+    """The running runtime's parts."""
+
+    settings: Settings
+    db: Database
+    engine: InferenceEngine
+    chat: ChatService
+    auth: Authenticator
+    accounts: Accounts
+    jobs: JobService
+    nodes: NodeService
+    artifacts: ArtifactStore
+    webhooks: WebhookService
+    instance_id: str
+    version: str
+    started_at_epoch: int
+    started_at: str
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _reaper: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        """Open the database (migrating it), bootstrap the owner, and start the background services."""
+        db = Database(settings.db_path)
+        await db.open()
+        instance_id = await meta.ensure_instance(db)
+        box = SecretBox(settings.key_file)
+        auth = Authenticator(db, box, settings.session_seconds)
+        await bootstrap(db, settings.owner_key_file)
+        signals = Signals()
+        webhooks = WebhookService(db, box, signals, max_attempts=settings.webhook_max_attempts,
+                                  rotation_grace_seconds=settings.webhook_rotation_grace_seconds,
+                                  base_backoff_seconds=settings.webhook_backoff_seconds)
+        jobs = JobService(db, signals, webhooks, lease_grace_seconds=settings.lease_grace_seconds,
+                          max_attempts=settings.job_max_attempts)
+        engine = InferenceEngine(settings)
+        svc = cls(
+            settings=settings, db=db, engine=engine, chat=ChatService(settings, engine, db, box), auth=auth,
+            accounts=Accounts(db, box, auth, SigninLimits(SigninPolicy.from_settings(settings))), jobs=jobs,
+            nodes=NodeService(db, heartbeat_seconds=settings.node_heartbeat_seconds,
+                              lease_grace_seconds=settings.lease_grace_seconds,
+                              poll_wait_seconds=settings.node_poll_wait_seconds, keys_changed=auth.invalidate),
+            artifacts=ArtifactStore(db, settings.data_dir / "artifacts", box.jwt_secret, settings.artifact_max_bytes,
+                                    settings.artifact_url_seconds),
+            webhooks=webhooks, instance_id=instance_id, version=__version__,
+            started_at_epoch=int(time.time()), started_at=utcnow(),
+        )
+        webhooks.start()
+        svc._reaper = asyncio.create_task(jobs.run_reaper(min(1.0, settings.lease_grace_seconds / 4)),
+                                          name="tarx-reaper")
+        return svc
+
+    def begin_shutdown(self) -> None:
+        """End what streams: generations are cut (their streams close with an error event) and log followers
+        close with an end event, so no client is left with a half-sent response."""
+        self.stopping.set()
+        self.engine.begin_shutdown()
+
+    async def close(self) -> None:
+        self.begin_shutdown()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.webhooks.stop()
+        await self.chat.close()
+        await self.engine.stop()
+        await self.db.close()

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: keys and sign-in, compute API and nodes, console drivers."""
