@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sse_starlette.sse import AppStatus
 
 from runtime import __version__
-from runtime.api import compute, compute_v0, errors, openai_v1, openapi, platform_v1, tarx
+from runtime.api import compute, compute_v0, errors, metrics, openai_v1, openapi, platform_v1, tarx
 from runtime.api.middleware import AccessLog, BodyLimit, ComputeVersion, HostCheck, RateLimit
 from runtime.auth.ratelimit import RateLimiter, Window
 from runtime.config import Settings
@@ -63,13 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
-    for module in (openai_v1, tarx, platform_v1, compute, compute_v0):
+    for module in (openai_v1, tarx, platform_v1, compute, compute_v0, metrics):
         app.include_router(module.router)
 
     app.add_api_route("/health", openai_v1.health, methods=["GET"], include_in_schema=False)
 
-    # add_middleware wraps: the last added runs first. Order, outermost first: access log, host check, body limit,
-    # CORS, compute version header, rate limits; so the log sees every answer, 403s, 413s and 429s included.
+    # add_middleware wraps: the last added runs first. Order, outermost first: request metrics, access log, host
+    # check, body limit, CORS, compute version header, rate limits; so the log and the metrics see every answer,
+    # 403s, 413s and 429s included.
     if settings.rate_limits:
         app.add_middleware(RateLimit, limiter=rate_limiter(settings))
     app.add_middleware(ComputeVersion)
@@ -81,6 +82,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            "x-tarx-backpressure-state", *ROUTE_HEADERS])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts, bind_host=settings.host)
-    if settings.log_requests:
-        app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, log=settings.log_requests)
     return app

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     port: int = 11440
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
     db: Path | None = None  # defaults to <data_dir>/tarx.db
+    # How often the write-ahead log (<db>-wal) is checkpointed into the database and truncated, so it cannot keep
+    # growing under steady writes; 0 leaves it to SQLite's automatic checkpoints.
+    wal_checkpoint_seconds: float = 300.0
 
     # Inference
     default_model: str = "tarx-local"
@@ -52,6 +55,8 @@ class Settings(BaseSettings):
     cache_prompt: bool = False
 
     log_requests: bool = True
+    # GET /metrics (Prometheus text format) answers only the runtime's owner; true: anyone who can reach the port.
+    metrics_public: bool = False
 
     # Access. None: /v1 inference needs no key on a loopback bind (seed 000's migration note) and needs one on
     # any other bind. Every other API family always needs a key.
@@ -76,8 +81,9 @@ class Settings(BaseSettings):
     job_max_attempts: int = 3
     artifact_max_bytes: int = 256 * 1024 * 1024
     artifact_url_seconds: int = 900  # presigned URL lifetime
-    webhook_max_attempts: int = 8
-    webhook_backoff_seconds: float = 1.0  # doubled after each failed attempt unless Retry-After says otherwise
+    # Retries follow Standard Webhooks' schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then the delivery fails.
+    webhook_max_attempts: int = 8  # the first attempt included
+    webhook_backoff_seconds: float = 5.0  # the first retry's wait; later ones keep the schedule's proportions
     webhook_rotation_grace_seconds: float = 86400.0  # old secret keeps signing this long after a rotation
 
     # Execution planes (issue: planes and route evidence)

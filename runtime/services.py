@@ -21,6 +21,7 @@ from runtime.compute.webhooks import WebhookService
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine
+from runtime.metrics import Metrics
 from runtime.store import Database, meta, utcnow
 
 
@@ -38,12 +39,14 @@ class Services:
     nodes: NodeService
     artifacts: ArtifactStore
     webhooks: WebhookService
+    metrics: Metrics  # this app's Prometheus registry (GET /metrics), shared with the engine and webhooks
     instance_id: str
     version: str
     started_at_epoch: int
     started_at: str
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _reaper: asyncio.Task[None] | None = None
+    _checkpoints: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -61,6 +64,8 @@ class Services:
         jobs = JobService(db, signals, webhooks, lease_grace_seconds=settings.lease_grace_seconds,
                           max_attempts=settings.job_max_attempts)
         engine = InferenceEngine(settings)
+        metrics = Metrics()
+        engine.metrics = webhooks.metrics = metrics
         svc = cls(
             settings=settings, db=db, engine=engine, chat=ChatService(settings, engine, db, box), auth=auth,
             accounts=Accounts(db, box, auth, SigninLimits(SigninPolicy.from_settings(settings))), jobs=jobs,
@@ -69,12 +74,15 @@ class Services:
                               poll_wait_seconds=settings.node_poll_wait_seconds, keys_changed=auth.invalidate),
             artifacts=ArtifactStore(db, settings.data_dir / "artifacts", box.jwt_secret, settings.artifact_max_bytes,
                                     settings.artifact_url_seconds),
-            webhooks=webhooks, instance_id=instance_id, version=__version__,
+            webhooks=webhooks, metrics=metrics, instance_id=instance_id, version=__version__,
             started_at_epoch=int(time.time()), started_at=utcnow(),
         )
         webhooks.start()
         svc._reaper = asyncio.create_task(jobs.run_reaper(min(1.0, settings.lease_grace_seconds / 4)),
                                           name="tarx-reaper")
+        if settings.wal_checkpoint_seconds > 0:
+            svc._checkpoints = asyncio.create_task(db.run_checkpoints(settings.wal_checkpoint_seconds),
+                                                   name="tarx-wal-checkpoint")
         return svc
 
     def begin_shutdown(self) -> None:
@@ -85,9 +93,10 @@ class Services:
 
     async def close(self) -> None:
         self.begin_shutdown()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        for task in (self._reaper, self._checkpoints):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.webhooks.stop()
         await self.chat.close()
         await self.engine.stop()

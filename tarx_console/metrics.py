@@ -6,7 +6,7 @@ import time
 from collections import deque
 from typing import Any
 
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+from tarx_console.client.api import TERMINAL_STATES
 
 
 class Rates:
@@ -20,7 +20,7 @@ class Rates:
     def sample(self, health: dict[str, Any], job_counts: dict[str, int], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         tokens = sum((m.get("stats") or {}).get("tokens_generated", 0) for m in health.get("models", {}).values())
-        finished = sum(job_counts.get(s, 0) for s in TERMINAL)
+        finished = sum(job_counts.get(s, 0) for s in TERMINAL_STATES)
         if self._last is not None:
             then, last_tokens, last_finished = self._last
             elapsed = max(now - then, 1e-6)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,8 +144,7 @@ def test_killed_node_loses_its_lease_and_a_second_node_finishes(rt: Runtime, api
     api.wait(job["id"], {"RUNNING"})
     wait_until(lambda: Path(f"{marker}-1").exists() and Path(f"{marker}-1").read_text().strip())
     old_key = first.key
-    first.kill()
-    os.killpg(os.getpgid(int(Path(f"{marker}-1").read_text())), 9)  # the machine is gone, its jobs with it
+    first.kill()  # its job dies with it (tests/test_nodes_reliability.py checks how quickly)
     requeued = api.wait(job["id"], {"QUEUED"}, timeout=15)
     assert requeued["attempt"] == 2 and requeued["reason"] == "node_lost"
     second = nodes(lab, name="b")
@@ -172,7 +170,6 @@ def test_lost_lease_past_max_attempts_fails_node_lost(api: Api, nodes, request, 
     api.wait(job["id"], {"RUNNING"})
     wait_until(lambda: marker.exists() and marker.read_text().strip())
     node.kill()
-    os.killpg(os.getpgid(int(marker.read_text())), 9)
     done = api.wait(job["id"], timeout=15)
     assert done["state"] == "FAILED" and done["reason"] == "node_lost"
 

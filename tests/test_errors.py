@@ -199,3 +199,25 @@ def test_nan_infinity_and_nul_are_refused_everywhere(runtime: Runtime) -> None:
         assert r.status_code == 422 and "NUL" in r.json()["detail"]
         r = c.post("/v0/jobs", json={"command": "echo hi\u0000; rm -rf /"})
         assert r.status_code == 400 and "NUL" in r.json()["message"]
+
+
+def test_an_unexpected_failure_is_a_500_in_the_envelope_and_logged_with_its_status(make_runtime) -> None:
+    """Another process holding the database's write lock past the busy timeout makes a write fail inside the
+    runtime: the caller gets a 500 in the family's envelope, and the access log records the 500 (it once said
+    `-`, because the catch-all handler answers outside the access-log middleware)."""
+    import sqlite3
+
+    rt = make_runtime({"TARX_LOCAL_NODE": "false"}, name="locked")
+    owner = bearer(owner_key(rt))
+    holder = sqlite3.connect(rt.data_dir / "tarx.db", timeout=1, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with rt.client(headers=owner, timeout=30) as c:
+            r = c.post("/api/v1/projects", json={"name": "blocked"})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.status_code == 500 and r.json()["error_code"] == "INTERNAL_ERROR" and "Traceback" not in r.text
+    assert '"POST /api/v1/projects" 500' in rt.log()
+    with rt.client(headers=owner) as c:  # and the runtime carries on
+        assert c.post("/api/v1/projects", json={"name": "after"}).status_code == 201

@@ -50,11 +50,14 @@ def ok(payload: Any, message: str = "OK") -> dict[str, Any]:
     return {"status": "SUCCESS", "message": message, "payload": payload}
 
 
+Quota = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+
 class CreateComputeKey(Body):
     name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
     workspace_id: StrictStr | None = Field(None, alias="workspaceId")
-    max_jobs_per_hour: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="maxJobsPerHour")
-    max_concurrent_jobs: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="maxConcurrentJobs")
+    max_jobs_per_hour: Quota | None = Field(None, alias="maxJobsPerHour")
+    max_concurrent_jobs: Quota | None = Field(None, alias="maxConcurrentJobs")
     allowed_job_types: list[StrictStr] | None = Field(None, alias="allowedJobTypes")
     expires_at: StrictStr | None = Field(None, alias="expiresAt")
 

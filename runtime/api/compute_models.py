@@ -11,7 +11,21 @@ from runtime.api.bodies import Body
 from runtime.compute.jobs import JobSpec
 from runtime.store.jobs import TERMINAL, JobState
 
+# Every integer that reaches SQL fits SQLite's 64-bit INTEGER; paging stays far below it (offset = page x size).
+SQL_INT_MAX = 2**63 - 1
+MAX_PAGE = 1_000_000
+MAX_FILTERS = 20  # label and state filters per list request: each is a condition in one SQL expression
+
+
+def _label_key(key: str) -> str:
+    """Label keys become quoted JSON paths in SQL (`$."key"`), where a double quote cannot appear."""
+    if '"' in key:
+        raise PydanticCustomError("label_key", 'label keys cannot contain a double quote (")')
+    return key
+
+
 Label = Annotated[StrictStr, Field(max_length=200)]
+LabelKey = Annotated[StrictStr, Field(max_length=200), AfterValidator(_label_key)]
 
 
 _TERMINAL_NAMES = ", ".join(f"'{s}'" for s in TERMINAL[:-1]) + f" or '{TERMINAL[-1]}'"
@@ -28,7 +42,7 @@ class SubmitJob(Body):
     type: Literal["COMMAND"] = "COMMAND"
     command: Annotated[StrictStr, Field(min_length=1, max_length=20_000)]
     timeout_seconds: Annotated[StrictInt, Field(ge=1, le=7 * 86400)] = Field(3600, alias="timeoutSeconds")
-    labels: dict[Label, Label] = Field(default_factory=dict, max_length=50)
+    labels: dict[LabelKey, Label] = Field(default_factory=dict, max_length=50)
     env: dict[Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
               Annotated[StrictStr, Field(max_length=32_768)]] = Field(default_factory=dict, max_length=200)
     priority: Annotated[StrictInt, Field(ge=-100, le=100)] = 0
@@ -46,18 +60,18 @@ class JobRef(Body):
 
 
 class ListJobs(Body):
-    state: list[JobState] | None = None
-    labels: dict[Label, Label] | None = None
+    state: list[JobState] | None = Field(None, max_length=MAX_FILTERS)
+    labels: dict[LabelKey, Label] | None = Field(None, max_length=MAX_FILTERS)
     since: StrictStr | None = None
     until: StrictStr | None = None
-    page: Annotated[StrictInt, Field(ge=1)] = 1
+    page: Annotated[StrictInt, Field(ge=1, le=MAX_PAGE)] = 1
     page_size: Annotated[StrictInt, Field(ge=1, le=500)] = Field(50, alias="pageSize")
     workspace_id: StrictStr | None = Field(None, alias="workspaceId")
 
 
 class RegisterNode(Body):
     name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
-    labels: dict[Label, Label] = Field(default_factory=dict, max_length=50)
+    labels: dict[LabelKey, Label] = Field(default_factory=dict, max_length=50)
     capacity: Annotated[StrictInt, Field(ge=1, le=256)] = 1
     version: StrictStr | None = None
     workspace_id: StrictStr | None = Field(None, alias="workspaceId")
@@ -65,12 +79,12 @@ class RegisterNode(Body):
 
 class RunningJob(Body):
     job_id: StrictStr = Field(alias="jobId")
-    attempt: Annotated[StrictInt, Field(ge=1)]
+    attempt: Annotated[StrictInt, Field(ge=1, le=SQL_INT_MAX)]
 
 
 class Heartbeat(Body):
     running: list[RunningJob] = Field(default_factory=list, max_length=256)
-    labels: dict[Label, Label] | None = None
+    labels: dict[LabelKey, Label] | None = Field(None, max_length=50)
 
 
 class Poll(Body):
@@ -79,7 +93,7 @@ class Poll(Body):
 
 
 class LogLine(Body):
-    seq: Annotated[StrictInt, Field(ge=1)]
+    seq: Annotated[StrictInt, Field(ge=1, le=SQL_INT_MAX)]
     stream: Literal["stdout", "stderr"] = "stdout"
     text: Annotated[StrictStr, Field(max_length=65_536)]
     time: StrictStr | None = None
@@ -87,16 +101,16 @@ class LogLine(Body):
 
 class PushLogs(Body):
     job_id: StrictStr = Field(alias="jobId")
-    attempt: Annotated[StrictInt, Field(ge=1)]
+    attempt: Annotated[StrictInt, Field(ge=1, le=SQL_INT_MAX)]
     lines: Annotated[list[LogLine], Field(max_length=5000)]
 
 
 class Result(Body):
     job_id: StrictStr = Field(alias="jobId")
-    attempt: Annotated[StrictInt, Field(ge=1)]
+    attempt: Annotated[StrictInt, Field(ge=1, le=SQL_INT_MAX)]
     state: Annotated[JobState, AfterValidator(_terminal)]
-    exit_code: StrictInt | None = Field(None, alias="exitCode")
-    runtime_ms: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="runtimeMs")
+    exit_code: Annotated[StrictInt, Field(ge=-(2**31), le=2**32 - 1)] | None = Field(None, alias="exitCode")
+    runtime_ms: Annotated[StrictInt, Field(ge=0, le=SQL_INT_MAX)] | None = Field(None, alias="runtimeMs")
     cpu_seconds: Annotated[float, Field(ge=0)] = Field(0.0, alias="cpuSeconds")
     gpu_seconds: Annotated[float, Field(ge=0)] = Field(0.0, alias="gpuSeconds")
     gb_seconds: Annotated[float, Field(ge=0)] = Field(0.0, alias="gbSeconds")

@@ -13,9 +13,9 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field, StrictStr
 
 from runtime.api.bodies import Body
-from runtime.api.compute_models import CreateWebhook, Limits, SubmitJob
+from runtime.api.compute_models import MAX_FILTERS, MAX_PAGE, CreateWebhook, Limits, SubmitJob
 from runtime.api.deps import Caller, PathProject, Project, Svc, context_for
-from runtime.api.sse import job_log_stream, last_event_id
+from runtime.api.sse import MAX_EVENT_ID, job_log_stream, last_event_id
 from runtime.compute import audit
 from runtime.compute.jobs import job_view
 from runtime.errors import InvalidRequest
@@ -101,17 +101,26 @@ async def audit_log(svc: Svc, ctx: PathProject, since: str | None = None, until:
 
 # ---- jobs ------------------------------------------------------------------------------------------------------
 
+def _at_most(name: str, values: list[str]) -> None:
+    if len(values) > MAX_FILTERS:
+        raise InvalidRequest(f"{name}: at most {MAX_FILTERS} filters per request, not {len(values)}")
+
+
 def _labels(values: list[str]) -> dict[str, str]:
+    _at_most("label", values)
     out = {}
     for item in values:
         key, sep, value = item.partition(":") if ":" in item else item.partition("=")
         if not sep or not key:
             raise InvalidRequest(f"label filters look like key:value, not '{item}'")
+        if '"' in key:
+            raise InvalidRequest('label keys cannot contain a double quote (")')
         out[key] = value
     return out
 
 
 def _states(values: list[str]) -> list[str]:
+    _at_most("state", values)
     states = [s.upper() for s in values]
     bad = [s for s in states if s not in JobState.__members__]
     if bad:
@@ -136,7 +145,7 @@ async def list_jobs(svc: Svc, ctx: Project,
                     state: Annotated[list[str] | None, Query()] = None,
                     label: Annotated[list[str] | None, Query()] = None,
                     since: str | None = None, until: str | None = None,
-                    page: Annotated[int, Query(ge=1)] = 1,
+                    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
                     page_size: Annotated[int, Query(ge=1, le=500, alias="pageSize")] = 50) -> dict[str, Any]:
     states = _states(state or [])
     found, total = await svc.jobs.list(ctx, states=states or None, labels=_labels(label or []), since=since,
@@ -156,7 +165,7 @@ async def cancel_job(job_id: str, svc: Svc, ctx: Project) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}/logs", response_model=None)
 async def job_logs(job_id: str, request: Request, svc: Svc, ctx: Project, follow: bool = False,
-                   after: Annotated[int, Query(ge=0)] = 0) -> Any:
+                   after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0) -> Any:
     records = await svc.jobs.logs(ctx, job_id, last_event_id(request, after), follow, stop=svc.stopping)
     if follow:
         return job_log_stream(records)

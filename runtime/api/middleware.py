@@ -81,10 +81,13 @@ class BodyLimit:
 
 
 class AccessLog:
-    """`METHOD path status duration` on stderr for every request (streams: when they end)."""
+    """Every answered request: `METHOD path status duration` on stderr (unless `log` is off), and counted by API
+    family and status in the app's metrics (streams: when they end). Outermost of the runtime's middleware, so
+    the refusals of the others (403 host, 413, 429) are seen too."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, log: bool = True) -> None:
         self.app = app
+        self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,10 +112,14 @@ class AccessLog:
             status = status or 500
             raise
         finally:
-            if not (_console_poll(scope) and status < 400):
+            seconds = time.perf_counter() - start
+            svc = getattr(scope["app"].state, "services", None) if "app" in scope else None
+            if svc is not None and status:
+                svc.metrics.request(family(scope["path"]).value, status, seconds)
+            if self.log and not (_console_poll(scope) and status < 400):
                 client = scope.get("client") or ("-", 0)
                 access_log.info('%s "%s %s" %s %.1fms', client[0], scope["method"], scope["path"], status or "-",
-                                (time.perf_counter() - start) * 1000)
+                                seconds * 1000)
 
 
 def _console_poll(scope: Scope) -> bool:

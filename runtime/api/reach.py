@@ -50,6 +50,8 @@ ROUTES: dict[tuple[str, str], Reach] = {
     ("POST", "/api/account/entitlements"): USER,
     ("DELETE", "/api/account/entitlements"): USER,
     ("PUT", "/api/planes/supercomputer"): USER,
+    # Prometheus metrics: the owner (checked in the handler), or anyone when the metrics_public setting opens it
+    ("GET", "/metrics"): USER,
     # ---- seed 001: the platform API, by role ---------------------------------------------------------------------
     ("GET", "/api/v1/auth/me"): USER,
     ("GET", "/api/v1/users/me"): USER,

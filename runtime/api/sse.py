@@ -9,11 +9,20 @@ from typing import Any
 from fastapi import Request
 from sse_starlette import EventSourceResponse
 
+from runtime.errors import InvalidRequest
+
+MAX_EVENT_ID = 2**63 - 1  # event ids are SQLite INTEGERs
+
 
 def last_event_id(request: Request, default: int = 0) -> int:
-    """Where a reconnecting client left off (`Last-Event-ID`), so it misses nothing."""
-    value = request.headers.get("last-event-id", "")
-    return int(value) if value.isdigit() else default
+    """Where a reconnecting client left off (`Last-Event-ID`), so it misses nothing. Absent or empty: `default`;
+    anything but a decimal number an event id could be is a 400."""
+    value = request.headers.get("last-event-id", "").strip()
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > MAX_EVENT_ID:
+        raise InvalidRequest(f"Last-Event-ID must be an event id: a whole number from 0 to {MAX_EVENT_ID}.")
+    return int(value)
 
 
 def job_log_stream(records: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:

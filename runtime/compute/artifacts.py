@@ -58,8 +58,12 @@ class ArtifactStore:
                 "method": method, "artifactId": artifact_id, "expiresAt": expires}
 
     def _verify(self, method: str, job_id: str, artifact_id: str, expires: str | None, sig: str | None) -> None:
-        if not expires or not sig or not expires.isdigit():
+        if not expires or not sig:
             raise BadSignature("This artifact URL is missing its signature.")
+        # Only what _url writes can match: ASCII digits of a sane length (str.isdigit alone accepts "²", which
+        # int() refuses) and an ASCII signature (compare_digest raises on other text).
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12 and sig.isascii()):
+            raise BadSignature("This artifact URL's signature does not match.")
         good = self._sign(method, job_id, artifact_id, int(expires))
         if not hmac.compare_digest(good, sig):
             raise BadSignature("This artifact URL's signature does not match.")

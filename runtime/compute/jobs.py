@@ -33,17 +33,27 @@ log = logging.getLogger("tarx.compute")
 
 JOB_TYPES = ("COMMAND",)
 RETRYABLE = (JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED)  # what a user may send back to the queue
+# A job assigned this recently that its node's heartbeat does not list may be in the poll answer still on its way
+# to the node: it is left to its lease rather than taken back.
+ASSIGNMENT_IN_FLIGHT_SECONDS = 5.0
 
 
 class QuotaExceeded(TarxError):
     status, type, code = 429, "rate_limit_error", "quota_exceeded"
 
 
-def job_view(job: Job) -> dict[str, Any]:
-    """One shape for both API families (seed 004's fields, camelCase; its `agentId` is the node's id)."""
+MASKED = "********"
+
+
+def job_view(job: Job, *, reveal_env: bool = False) -> dict[str, Any]:
+    """One shape for both API families (seed 004's fields, camelCase; its `agentId` is the node's id).
+
+    Env values are secrets: only the submit answer shows them (`reveal_env`); every later read, list and webhook
+    event shows the names with masked values. The node that runs the job gets them in `node_job_view`."""
+    env = dict(job.env) if reveal_env else dict.fromkeys(job.env, MASKED)
     return {
         "id": job.id, "type": job.type, "command": job.command, "state": job.state, "attempt": job.attempt,
-        "maxAttempts": job.max_attempts, "labels": job.labels, "env": job.env, "priority": job.priority,
+        "maxAttempts": job.max_attempts, "labels": job.labels, "env": env, "priority": job.priority,
         "timeoutSeconds": job.timeout_seconds, "exitCode": job.exit_code, "runtimeMs": job.runtime_ms,
         "agentId": job.node_id, "reason": job.reason, "cancelRequested": job.cancel_requested,
         "workspaceId": job.project_id, "createdAt": job.created_at, "updatedAt": job.updated_at,
@@ -135,7 +145,7 @@ class JobService:
             job, rows = job_store.new_job(**fields)
             await self.batcher.write(rows + await self._created_rows(conn, job, actor, warnings))
         self._changed(job.project_id)
-        return Submitted(await self.detail_of(job), True, warnings)
+        return Submitted(await self.detail_of(job, reveal_env=True), True, warnings)
 
     async def _created_rows(self, conn: aiosqlite.Connection, job: Job, actor: Any, warnings: list[str]) -> Rows:
         """The audit record and webhook deliveries that go with a new job, in the job's transaction."""
@@ -165,13 +175,14 @@ class JobService:
     async def detail(self, ctx: ProjectContext, job_id: str) -> dict[str, Any]:
         return await self.detail_of(await project_job(self.db, ctx, job_id))
 
-    async def detail_of(self, job: Job) -> dict[str, Any]:
-        """The job with its transitions and artifacts."""
+    async def detail_of(self, job: Job, *, reveal_env: bool = False) -> dict[str, Any]:
+        """The job with its transitions and artifacts (env values masked unless `reveal_env`)."""
+        view = job_view(job, reveal_env=reveal_env)
         if job.state == JobState.QUEUED and job.attempt == 1 and job.created_at == job.updated_at:
             # Just submitted: its history is known without reading it back.
-            return {**job_view(job), "transitions": [{"attempt": 1, "state": JobState.QUEUED, "reason": None,
-                                                      "node_id": None, "time": job.created_at}], "artifacts": []}
-        return {**job_view(job), "transitions": await job_store.transitions(self.db, job.id),
+            return {**view, "transitions": [{"attempt": 1, "state": JobState.QUEUED, "reason": None,
+                                             "node_id": None, "time": job.created_at}], "artifacts": []}
+        return {**view, "transitions": await job_store.transitions(self.db, job.id),
                 "artifacts": await list_for_job(self.db, job.id)}
 
     async def list(self, ctx: ProjectContext, **filters: Any) -> tuple[list[Job], int]:
@@ -292,31 +303,50 @@ class JobService:
 
     async def heartbeat(self, node: Node, running: list[dict[str, Any]], labels: dict[str, str] | None
                         ) -> dict[str, Any]:
+        """The node says which jobs it runs. Renew the leases of exactly those (a job's first report moves it to
+        RUNNING); take back at once the jobs it holds but did not list (a restarted node runs none of its old
+        ones); and tell it to stop any listed job that is no longer its own (requeued, or another attempt)."""
+        reported = {str(item.get("jobId", "")): item.get("attempt") for item in running}
+        taken: list[tuple[Job, Job]] = []
         async with self.db.transaction() as tx:
             await node_store.heartbeat(tx, node.id, labels)
-            await job_store.renew_leases(tx, node.id, iso_in(self.lease_grace))
-            for item in running:
-                job = await job_store.get(tx, item.get("jobId", ""))
-                if job is not None and job.node_id == node.id and job.state == JobState.ASSIGNED \
-                        and job.attempt == item.get("attempt", job.attempt):
-                    await self._started(tx, job, node)
+            held = {job.id: job for job in await job_store.active_on_node(tx, node.id)}
+            renew = [job_id for job_id, attempt in reported.items()
+                     if job_id in held and held[job_id].attempt == attempt]
+            await job_store.renew_leases(tx, node.id, renew, iso_in(self.lease_grace))
+            for job_id in renew:
+                if held[job_id].state == JobState.ASSIGNED:
+                    await self._started(tx, held[job_id], node)
+            recent = iso_in(-ASSIGNMENT_IN_FLIGHT_SECONDS)
+            for job in held.values():
+                if job.id in renew or (job.state == JobState.ASSIGNED and job.updated_at > recent):
+                    continue  # (just assigned: the poll answer that carries it may still be on its way)
+                after = await self._take_back(tx, job)
+                if after is not None:
+                    taken.append((job, after))
+        stop = [job_id for job_id in reported if job_id not in renew]
+        for job, after in taken:
+            log.warning("job %s: node %s no longer runs it: now %s (attempt %d)", job.id, node.id, after.state,
+                        after.attempt)
+        if taken:
+            self._changed(node.project_id)
         current = await node_store.get(self.db, node.id)
         self.webhooks.wake()
-        return {"cancel": await self._cancels(node.id), "drain": current is not None and current.state == "draining"}
+        return {"cancel": [*await self._cancels(node.id), *stop],
+                "drain": current is not None and current.state == "draining", "leaseGraceSeconds": self.lease_grace}
 
     async def push_logs(self, node: Node, job_id: str, attempt: int, lines: list[dict[str, Any]]) -> int:
+        # Lines do not move a job to RUNNING: only heartbeats do, which a node sends one at a time, so that a job
+        # left out of a heartbeat is surely one the node no longer runs (see heartbeat).
         job = await self._lease(node, job_id, attempt)
         async with self.db.transaction() as tx:
             added = await job_store.add_log_lines(tx, job.id, attempt, lines)
-            if job.state == JobState.ASSIGNED:
-                await self._started(tx, job, node)
         self.signals.notify(f"logs:{job_id}")
-        self.webhooks.wake()
         return added
 
-    async def _started(self, tx: aiosqlite.Connection, job: Job, node: Node) -> None:
-        await self._transition(tx, job, JobState.RUNNING, expect=(JobState.ASSIGNED,),
-                               fields={"started_at": utcnow()}, expect_node=node.id)
+    async def _started(self, tx: aiosqlite.Connection, job: Job, node: Node) -> Job | None:
+        return await self._transition(tx, job, JobState.RUNNING, expect=(JobState.ASSIGNED,),
+                                      fields={"started_at": utcnow()}, expect_node=node.id)
 
     async def result(self, node: Node, job_id: str, attempt: int, outcome: dict[str, Any]) -> Job:
         job = await self._lease(node, job_id, attempt)
@@ -326,6 +356,9 @@ class JobService:
                 return job  # the same result sent again (a retried request): already recorded
             raise Conflict(f"Job {job_id} attempt {attempt} already ended {job.state}; one result per attempt.")
         async with self.db.transaction() as tx:
+            if job.state == JobState.ASSIGNED and outcome.get("exitCode") is not None:
+                # It ran, though its result outran the heartbeat that reports the start: its history says so.
+                job = await self._started(tx, job, node) or job
             after = await self._transition(
                 tx, job, state, expect=ACTIVE, expect_node=node.id, reason=outcome.get("reason"),
                 fields={"exit_code": outcome.get("exitCode"), "runtime_ms": outcome.get("runtimeMs"),
@@ -346,15 +379,7 @@ class JobService:
         moved = 0
         for job in await job_store.expired_leases(self.db, utcnow()):
             async with self.db.transaction() as tx:
-                if job.cancel_requested:
-                    after = await self._transition(tx, job, JobState.CANCELLED, expect=ACTIVE, reason="cancelled",
-                                                   fields={"finished_at": utcnow(), "lease_expires_at": None})
-                elif job.attempt < job.max_attempts:
-                    after = await self._transition(tx, job, JobState.QUEUED, expect=ACTIVE, reason="node_lost", fields={
-                        "attempt": job.attempt + 1, "node_id": None, "lease_expires_at": None, "started_at": None})
-                else:
-                    after = await self._transition(tx, job, JobState.FAILED, expect=ACTIVE, reason="node_lost",
-                                                   fields={"finished_at": utcnow(), "lease_expires_at": None})
+                after = await self._take_back(tx, job)
             if after is not None:
                 moved += 1
                 log.warning("job %s lost its node %s: now %s (attempt %d)", job.id, job.node_id, after.state,
@@ -365,6 +390,18 @@ class JobService:
             async with self.db.transaction() as tx:
                 await node_store.set_state(tx, node.id, "offline")
         return moved
+
+    async def _take_back(self, tx: aiosqlite.Connection, job: Job) -> Job | None:
+        """A job its node no longer runs: cancelled if that was asked, else queued again as its next attempt, or
+        failed `node_lost` past its maximum."""
+        if job.cancel_requested:
+            return await self._transition(tx, job, JobState.CANCELLED, expect=ACTIVE, reason="cancelled",
+                                          fields={"finished_at": utcnow(), "lease_expires_at": None})
+        if job.attempt < job.max_attempts:
+            return await self._transition(tx, job, JobState.QUEUED, expect=ACTIVE, reason="node_lost", fields={
+                "attempt": job.attempt + 1, "node_id": None, "lease_expires_at": None, "started_at": None})
+        return await self._transition(tx, job, JobState.FAILED, expect=ACTIVE, reason="node_lost",
+                                      fields={"finished_at": utcnow(), "lease_expires_at": None})
 
     async def run_reaper(self, interval: float) -> None:
         while True:

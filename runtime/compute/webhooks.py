@@ -1,8 +1,9 @@
 """Outbound webhooks signed with the Standard Webhooks scheme, persisted and retried with backoff.
 
-The receiver's answer decides: 2xx delivered; 410 disables the hook; 429, 5xx and network errors are retried
-(honouring Retry-After); other 4xx fail for good. After a secret rotation the old and new secrets both sign
-during a grace window, so receivers can switch without dropping messages.
+The receiver's answer decides: 2xx delivered; 410 disables the hook; 429, 5xx and network errors are retried on
+Standard Webhooks' schedule (honouring Retry-After) until the attempts run out, then the delivery fails; other 4xx
+fail for good. After a secret rotation the old and new secrets both sign during a grace window, so receivers can
+switch without dropping messages.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +25,7 @@ from runtime.auth.access import ADMIN, READ, ProjectContext, require
 from runtime.auth.secretbox import SecretBox
 from runtime.compute.signals import Signals
 from runtime.errors import NotFound
+from runtime.metrics import DETACHED, Metrics
 from runtime.store import Database, audit
 from runtime.store import webhooks as hook_store
 from runtime.store.batch import Rows, write_rows
@@ -33,6 +36,16 @@ from runtime.store.webhooks import Delivery, Hook
 log = logging.getLogger("tarx.webhooks")
 
 WAKE = "webhooks"
+
+# Standard Webhooks' retry schedule: the first attempt at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and
+# 10 h; the eighth attempt is the last (`webhook_max_attempts`). `webhook_backoff_seconds` is the first wait (5 by
+# default) and later waits keep the schedule's proportions, so a small value speeds the whole schedule up.
+RETRY_SCHEDULE = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+
+
+def retry_delay(attempts: int, first_wait: float) -> float:
+    """Seconds to wait after failed attempt number `attempts` (1-based); past the schedule, its last wait."""
+    return first_wait * RETRY_SCHEDULE[min(max(attempts, 1), len(RETRY_SCHEDULE)) - 1] / RETRY_SCHEDULE[0]
 
 
 def new_secret() -> str:
@@ -45,8 +58,10 @@ def view(hook: Hook) -> dict[str, Any]:
 
 
 class WebhookService:
+    metrics: Metrics = DETACHED  # the app's metrics (runtime/metrics.py); Services sets it
+
     def __init__(self, db: Database, box: SecretBox, signals: Signals, *, max_attempts: int = 8,
-                 rotation_grace_seconds: float = 86400, base_backoff_seconds: float = 1.0,
+                 rotation_grace_seconds: float = 86400, base_backoff_seconds: float = 5.0,
                  timeout_seconds: float = 10.0) -> None:
         self.db = db
         self.box = box
@@ -190,6 +205,7 @@ class WebhookService:
             if status is not None and 200 <= status < 300:
                 await hook_store.delivered(tx, d.id, attempts, status)
                 return
+            self.metrics.webhook_failed()
             if status == 410:  # Gone: the receiver asks us to stop
                 await hook_store.gone(tx, d, attempts, status, "receiver answered 410")
                 self._active.clear()
@@ -198,7 +214,9 @@ class WebhookService:
             if not retryable or attempts >= self.max_attempts:
                 await hook_store.failed(tx, d.id, attempts, status, error)
                 return
-            delay = retry_after if retry_after is not None else self.base_backoff * 2 ** (attempts - 1)
+            delay = retry_delay(attempts, self.base_backoff)
+            if retry_after is not None:  # the receiver's wish, up to the schedule's longest wait
+                delay = min(retry_after, retry_delay(len(RETRY_SCHEDULE), self.base_backoff))
             await hook_store.retry_at(tx, d.id, attempts, status, error, iso_in(delay))
 
 
@@ -206,6 +224,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        return None
+        return None  # an HTTP date, or junk: the schedule decides
+    return max(seconds, 0.0) if math.isfinite(seconds) else None

@@ -79,6 +79,7 @@ class ChatService:
             id=work_id, kind="embedding", model=request.model, queue_class=QueueClass.interactive.value,
             stream=False, prompt_tokens=result.prompt_tokens, completion_tokens=0, finish_reason=None,
             queue_ms=None, ttft_ms=None, total_ms=None, cpu_seconds=cpu_seconds))
+        self.engine.metrics.tokens(request.model, result.prompt_tokens)
         return result
 
     async def evidence(self, evidence_id: str) -> tuple[RouteEvidence, dict[str, object]] | None:

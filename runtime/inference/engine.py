@@ -12,11 +12,14 @@ from runtime.config import Settings
 from runtime.inference.registry import ModelRegistry, ModelSpec
 from runtime.inference.work import Event, Job, QueueClass, Started, Token
 from runtime.inference.worker import ModelWorker, WorkerKind
+from runtime.metrics import DETACHED, Metrics
 
 log = logging.getLogger("tarx.inference")
 
 
 class InferenceEngine:
+    metrics: Metrics = DETACHED  # the app's metrics (runtime/metrics.py); Services sets it
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = ModelRegistry(settings)
@@ -39,6 +42,8 @@ class InferenceEngine:
         try:
             while True:
                 event = await job.events.get()
+                if isinstance(event, Started):
+                    self.metrics.queued(spec.name, job.queue_class.value, event.queue_ms)
                 yield event
                 if not isinstance(event, Started | Token):
                     finished = True

@@ -423,6 +423,7 @@ class PlaneRouter:
             "key_id": principal.key_id if principal else None, "user_id": principal.user.id if principal else None,
             "project_id": plan.project_id,
         })
+        self.local.engine.metrics.tokens(body.model, gen.prompt_tokens, gen.completion_tokens)
         return ChatResult(id=gen.id, model=body.model, created=int(time.time()), text=gen.text,
                           tool_calls=gen.tool_calls, finish_reason=gen.finish_reason,
                           usage=Usage(gen.prompt_tokens, gen.completion_tokens), route=evidence_of(rec))

@@ -4,6 +4,17 @@ streams log lines in batches, uploads artifacts, and reports a result with the r
 It honours cancel (kills the process group), timeouts, drain (finishes what runs, takes nothing new) and key
 rotation. It speaks only the HTTP API, through whichever httpx client it is given (a remote URL, or the
 runtime's own app in-process).
+
+At most one running attempt: a job reports RUNNING by a heartbeat sent as it starts; heartbeats go one at a time
+and list every job the node holds (the runtime takes back the ones left out); a job's process group dies with the
+node (see guard.py) and with its command (what the command leaves behind is killed when it exits); a node whose
+heartbeats have not got through for most of the lease grace kills its jobs itself, before the runtime gives them
+to another node; and a node that stops hands its jobs back (killed, then left out of a last heartbeat).
+
+Pipes and exits are watched with the event loop's `add_reader` on file descriptors this module alone owns and
+closes, after unregistering them: never through transports over file objects, whose two owners (uvloop closes the
+fd when the transport closes, the file object when it is collected) once let a reused fd number meet a stale
+registration (EEXIST from `connect_read_pipe`, or libuv aborting the process).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +37,7 @@ from typing import Any
 import httpx
 
 from runtime import __version__
+from runtime.node.guard import Guard
 from runtime.store.db import utcnow
 from runtime.store.jobs import JobState
 
@@ -33,6 +46,10 @@ log = logging.getLogger("tarx.node")
 LOG_BATCH_SECONDS = 0.2
 LOG_BATCH_LINES = 500
 KILL_GRACE_SECONDS = 2.0
+LINE_MAX_BYTES = 65_536  # a longer line is pushed in pieces of this size (a pushed line holds 64 Ki characters)
+OUTPUT_AFTER_EXIT_SECONDS = 5.0  # how long output may still arrive once the command's group is gone
+FENCE_FRACTION = 0.75  # silent this part of the lease grace, the node stops its jobs itself
+START_REPORT_SECONDS = 0.2  # a job is reported RUNNING at most this long after it starts
 
 
 class LeaseLost(Exception):
@@ -60,6 +77,12 @@ class Running:
     task: asyncio.Task[None] | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
+    handed_back: bool = False  # killed by the node (stopping, or its lease about to lapse): no result, requeued
+
+    def add_line(self, stream: str, data: bytes) -> None:
+        self.seq += 1
+        self.lines.append({"seq": self.seq, "stream": stream, "text": data.decode(errors="replace"),
+                           "time": utcnow()})
 
 
 class NodeRunner:
@@ -79,9 +102,14 @@ class NodeRunner:
         self.workspace = workspace  # needed when registering with a user's key that reaches several workspaces
         self.node_id: str | None = None
         self.poll_wait = 20.0
+        self.lease_grace: float | None = None  # the runtime's, once it has said
         self.draining = False
         self.running: dict[str, Running] = {}
+        self.guard = Guard()
         self._slot = asyncio.Event()
+        self._beat = asyncio.Event()  # set: send a heartbeat now (a job started)
+        self._beat_lock = asyncio.Lock()
+        self._last_beat = time.monotonic()  # when a heartbeat last got through
 
     # ---- HTTP ------------------------------------------------------------------------------------------------
 
@@ -132,6 +160,7 @@ class NodeRunner:
             **({"workspaceId": self.workspace} if self.workspace else {})})
         self.node_id, self.key = reg["id"], reg["nodeKey"]
         self.poll_wait = float(reg.get("pollWaitSeconds", self.poll_wait))
+        self.lease_grace = float(reg["leaseGraceSeconds"]) if reg.get("leaseGraceSeconds") else None
         if self.heartbeat_seconds is None:
             self.heartbeat_seconds = float(reg.get("heartbeatSeconds", 30))
         self._save_state()
@@ -148,7 +177,9 @@ class NodeRunner:
     async def run(self, stop: asyncio.Event) -> None:
         await self.register()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        loops = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._poll_loop())]
+        self.guard.start()
+        loops = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._poll_loop()),
+                 asyncio.create_task(self._fence_loop())]
         if self.rotate_every:
             loops.append(asyncio.create_task(self._rotate_loop()))
         try:
@@ -156,14 +187,29 @@ class NodeRunner:
         finally:
             for task in loops:
                 task.cancel()
+            # Stopping hands the running jobs back rather than cancelling them: killed, with no result, and left
+            # out of a last heartbeat, so the runtime queues them again at once.
             for run in list(self.running.values()):
+                run.handed_back = True
                 self._kill(run, JobState.CANCELLED)
             await asyncio.gather(*loops, *(r.task for r in self.running.values() if r.task), return_exceptions=True)
+            with contextlib.suppress(httpx.HTTPError, LeaseLost, ValueError):
+                await self._heartbeat_once()
+            await asyncio.to_thread(self.guard.close)
 
     async def _heartbeat_once(self) -> None:
-        running = [{"jobId": r.job["id"], "attempt": r.job["attempt"]} for r in self.running.values()]
-        answer = await self._call("/api/compute/nodes/heartbeat", {"running": running, "labels": self.labels})
-        self._apply(answer)
+        # One at a time, each listing every job held when it was sent: a job left out of a heartbeat is one this
+        # node no longer runs, and the runtime takes it back at once.
+        async with self._beat_lock:
+            running = [{"jobId": r.job["id"], "attempt": r.job["attempt"]} for r in self.running.values()
+                       if not r.handed_back]
+            read = min(30.0, max(1.0, self.lease_grace / 2)) if self.lease_grace else 30.0
+            answer = await self._call("/api/compute/nodes/heartbeat", {"running": running, "labels": self.labels},
+                                      read_seconds=read)
+            self._last_beat = time.monotonic()
+            if answer.get("leaseGraceSeconds"):
+                self.lease_grace = float(answer["leaseGraceSeconds"])
+            self._apply(answer)
 
     def _apply(self, answer: dict[str, Any]) -> None:
         for job_id in answer.get("cancel", []):
@@ -176,11 +222,37 @@ class NodeRunner:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_seconds or 30)
+            wait = self.heartbeat_seconds or 30.0
+            if self.lease_grace:
+                wait = min(wait, self.lease_grace / 3)  # never so rare that the node would fence itself
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._beat.wait()
+                    await asyncio.sleep(START_REPORT_SECONDS)  # one heartbeat for the starts of a burst
+            self._beat.clear()
             try:
                 await self._heartbeat_once()
             except (httpx.HTTPError, LeaseLost, ValueError) as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    async def _fence_loop(self) -> None:
+        """Past most of the lease grace without a heartbeat getting through, the runtime is about to requeue this
+        node's jobs: stop them first, so that no attempt runs twice at once (fenced jobs report no result)."""
+        while True:
+            if not self.lease_grace:
+                await asyncio.sleep(1.0)
+                continue
+            silent = time.monotonic() - self._last_beat
+            if silent < self.lease_grace * FENCE_FRACTION:
+                await asyncio.sleep(self.lease_grace * FENCE_FRACTION - silent)
+                continue
+            for run in self.running.values():
+                if not run.handed_back:
+                    log.warning("job %s: no heartbeat got through for %.1f s (lease grace %.0f s); stopping it, the "
+                                "runtime will requeue it", run.job["id"], silent, self.lease_grace)
+                    run.handed_back = True
+                    self._kill(run, JobState.CANCELLED, hard=True)
+            await asyncio.sleep(min(1.0, self.lease_grace / 10))
 
     async def _rotate_loop(self) -> None:
         while True:
@@ -217,26 +289,20 @@ class NodeRunner:
 
     # ---- one job ---------------------------------------------------------------------------------------------
 
-    def _kill(self, run: Running, outcome: JobState) -> None:
+    def _kill(self, run: Running, outcome: JobState, hard: bool = False) -> None:
         if run.outcome is None:
             run.outcome = outcome
         if run.process is not None and run.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(run.process.pid, signal.SIGTERM)
+            _killpg(run.process.pid, signal.SIGKILL if hard else signal.SIGTERM)
+            if hard:
+                return
 
             async def hard_kill(process: subprocess.Popen[bytes]) -> None:
                 await asyncio.sleep(KILL_GRACE_SECONDS)
-                if process.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
+                if process.returncode is None:  # set once reaped, so the pid is still this job's group
+                    _killpg(process.pid, signal.SIGKILL)
 
             asyncio.get_running_loop().create_task(hard_kill(run.process))
-
-    async def _read(self, run: Running, stream: asyncio.StreamReader, name: str) -> None:
-        while line := await stream.readline():
-            run.seq += 1
-            run.lines.append({"seq": run.seq, "stream": name, "text": line.decode(errors="replace").rstrip("\n"),
-                              "time": utcnow()})
 
     async def _flush(self, run: Running) -> None:
         while run.lines:
@@ -254,6 +320,45 @@ class NodeRunner:
                 await asyncio.sleep(LOG_BATCH_SECONDS)
                 await self._flush(run)
 
+    def _spawn(self, run: Running, workdir: Path, env: dict[str, str]) -> list[_Pipe]:
+        """Start the command in its own session and process group, its stdout and stderr on pipes read here."""
+        job, loop = run.job, asyncio.get_running_loop()
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        try:
+            # Popen, not asyncio's subprocess, so that wait4() reads the job's resource use when it ends.
+            run.process = subprocess.Popen(
+                ["/bin/sh", "-c", job["command"]], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                stdout=out_write, stderr=err_write, start_new_session=True)
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        finally:
+            os.close(out_write)  # the child has its copies: end-of-file comes when the job's last one closes
+            os.close(err_write)
+        self.guard.add(run.process.pid)
+        pipes: list[_Pipe] = []
+        try:
+            for fd, name in ((out_read, "stdout"), (err_read, "stderr")):
+                pipes.append(_Pipe(loop, fd, name, run.add_line))
+        except BaseException:
+            for pipe in pipes:
+                pipe.close()
+            for fd in (out_read, err_read)[len(pipes):]:
+                os.close(fd)
+            raise
+        return pipes
+
+    def _end_group(self, process: subprocess.Popen[bytes]) -> Any:
+        """The command has exited (a zombie, so its pid and group are still its own): kill whatever it left
+        running in its group, then reap it. Returns its resource use."""
+        _killpg(process.pid, signal.SIGKILL)
+        self.guard.discard(process.pid)
+        _, status, rusage = os.wait4(process.pid, 0)  # returns at once: the process has exited
+        process.returncode = os.waitstatus_to_exitcode(status)
+        return rusage
+
     async def _run_job(self, run: Running) -> None:
         job = run.job
         workdir = self.workdir / job["id"] / str(job["attempt"])
@@ -262,29 +367,26 @@ class NodeRunner:
         env = {**os.environ, **job.get("env", {}), "TARX_JOB_ID": job["id"], "TARX_JOB_ATTEMPT": str(job["attempt"]),
                "TARX_ARTIFACTS_DIR": str(artifacts)}
         started = time.monotonic()
+        pipes: list[_Pipe] = []
+        flusher: asyncio.Task[None] | None = None
         try:
-            # Its own session and process group: cancel and timeout kill everything the command started. Popen, not
-            # asyncio's subprocess, so that wait4() below reaps it and reads its resource use.
-            run.process = subprocess.Popen(  # noqa: ASYNC220 - fork/exec returns at once
-                ["/bin/sh", "-c", job["command"]], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            pipes = self._spawn(run, workdir, env)
+            process = run.process
+            assert process is not None
+            self._beat.set()  # report RUNNING now rather than at the next heartbeat
             if run.outcome is not None:  # cancelled while starting
                 self._kill(run, run.outcome)
-            assert run.process.stdout is not None and run.process.stderr is not None
-            readers = asyncio.gather(self._read(run, await _reader(run.process.stdout), "stdout"),
-                                     self._read(run, await _reader(run.process.stderr), "stderr"))
             flusher = asyncio.create_task(self._flusher(run))
-            # wait4() in a thread gives the exit status and the CPU time and peak memory of the whole tree.
-            waiter = asyncio.ensure_future(asyncio.to_thread(os.wait4, run.process.pid, 0))
-            done, _ = await asyncio.wait({waiter}, timeout=job["timeoutSeconds"])
-            if not done:
+            if not await _exited(process.pid, job["timeoutSeconds"]):
                 self._kill(run, JobState.TIMED_OUT)
-            _, status, rusage = await waiter
-            run.process.returncode = os.waitstatus_to_exitcode(status)
+                await _exited(process.pid, None)
+            rusage = self._end_group(process)
             wall = time.monotonic() - started
-            await readers
+            await _drain(pipes)
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
+            if run.handed_back:  # the runtime queues it again (and would refuse a result once it has)
+                return
             await self._flush(run)  # every line is stored before the result, so followers see them all
             await self._upload_artifacts(job, artifacts)
             await self._report(run, rusage, wall)
@@ -296,6 +398,14 @@ class NodeRunner:
                 await self._retrying("/api/compute/nodes/result", {
                     "jobId": job["id"], "attempt": job["attempt"], "state": JobState.FAILED, "reason": "node_error"})
         finally:
+            if flusher is not None:
+                flusher.cancel()
+            for pipe in pipes:
+                pipe.close()
+            if run.process is not None and run.process.returncode is None:  # left early: leave nothing behind
+                _killpg(run.process.pid, signal.SIGKILL)
+                self.guard.discard(run.process.pid)
+                asyncio.get_running_loop().run_in_executor(None, _reap, run.process.pid)
             self.running.pop(job["id"], None)
             self._slot.set()
 
@@ -325,8 +435,82 @@ class NodeRunner:
         })
 
 
-async def _reader(pipe: Any) -> asyncio.StreamReader:
-    """An asyncio reader over a pipe of a process started with subprocess.Popen."""
-    reader = asyncio.StreamReader()
-    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return reader
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+class _Pipe:
+    """The read end of a job's stdout or stderr, read on the event loop into lines.
+
+    It alone owns the fd: `close()` unregisters it from the loop and then closes it, once, on every loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, name: str,
+                 emit: Callable[[str, bytes], None]) -> None:
+        self.loop, self.fd, self.name, self.emit = loop, fd, name, emit
+        self.pending = b""
+        self.closed: asyncio.Future[None] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, 65_536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        while len(self.pending) >= LINE_MAX_BYTES:
+            lines.append(self.pending[:LINE_MAX_BYTES])
+            self.pending = self.pending[LINE_MAX_BYTES:]
+        for line in lines:
+            for start in range(0, max(len(line), 1), LINE_MAX_BYTES):
+                self.emit(self.name, line[start:start + LINE_MAX_BYTES])
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        if self.pending:
+            self.emit(self.name, self.pending)
+            self.pending = b""
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _exited(pid: int, within: float | None) -> bool:
+    """Wait until our child `pid` has exited, without reaping it; False if `within` seconds pass first."""
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(pid)  # Linux 5.3+: readable once the process has exited
+    except (AttributeError, OSError):
+        waiter = loop.run_in_executor(None, os.waitid, os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        done, _ = await asyncio.wait({waiter}, timeout=within)
+        return bool(done)
+    exited: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        done, _ = await asyncio.wait({exited}, timeout=within)
+        return bool(done)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def _drain(pipes: list[_Pipe]) -> None:
+    """Read what the job wrote until its pipes close; stop waiting if something outside its group (a process that
+    left the group) keeps one open."""
+    await asyncio.wait([p.closed for p in pipes], timeout=OUTPUT_AFTER_EXIT_SECONDS)
+    for pipe in pipes:
+        pipe.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import sqlite3
@@ -16,6 +17,10 @@ from typing import Any
 import aiosqlite
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# After a checkpoint resets the WAL, SQLite truncates the file to this size (it keeps its size otherwise).
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
+
+log = logging.getLogger("tarx.store")
 
 
 def iso(moment: datetime) -> str:
@@ -75,12 +80,32 @@ class Database:
         await self._conn.execute("PRAGMA busy_timeout=5000")
         await self._conn.execute("PRAGMA foreign_keys=ON")
         await self._conn.execute("PRAGMA synchronous=NORMAL")
+        await self._conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         await self.migrate()
 
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+    async def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it to nothing, between two transactions of ours. False when
+        a reader on another connection held part of it back (the next checkpoint catches up)."""
+        async with self._write_lock:
+            async with self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                row = await cur.fetchone()
+        return row is not None and row[0] == 0
+
+    async def run_checkpoints(self, interval: float) -> None:
+        """Checkpoint every `interval` seconds until cancelled: SQLite's automatic checkpoints never shrink the
+        file, and one that a reader holds back lets it grow without bound."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.checkpoint():
+                    log.info("WAL checkpoint held back by a reader; retrying in %.0f s", interval)
+            except Exception:
+                log.exception("WAL checkpoint failed; retrying in %.0f s", interval)
 
     async def migrate(self) -> list[str]:
         await self.conn.execute(

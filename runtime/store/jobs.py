@@ -209,8 +209,12 @@ async def expire_leases(tx: aiosqlite.Connection, node_id: str) -> None:
     await tx.execute(f"UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND {_in(ACTIVE)}", (iso_in(-1), node_id))
 
 
-async def renew_leases(tx: aiosqlite.Connection, node_id: str, until: str) -> None:
-    await tx.execute(f"UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND {_in(ACTIVE)}", (until, node_id))
+async def renew_leases(tx: aiosqlite.Connection, node_id: str, job_ids: list[str], until: str) -> None:
+    """Extend the leases of these jobs of the node (the ones it says it runs); its others are left to lapse."""
+    for start in range(0, len(job_ids), 500):
+        chunk = job_ids[start:start + 500]
+        await tx.execute(f"UPDATE jobs SET lease_expires_at = ? WHERE node_id = ? AND {_in(ACTIVE)} "
+                         f"AND id IN ({', '.join('?' for _ in chunk)})", (until, node_id, *chunk))
 
 
 async def request_cancel(tx: aiosqlite.Connection, job_id: str) -> None:
@@ -262,3 +266,8 @@ async def log_lines(db: Database, job_id: str, after_seq: int = 0, limit: int = 
                              "WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                              (job_id, after_seq, limit))
     return [dict(r) for r in rows]
+
+
+async def count_by_state(db: Database) -> dict[str, int]:
+    """How many jobs are in each state, across every workspace (states with none are absent)."""
+    return {r["state"]: r["n"] for r in await db.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}

@@ -71,3 +71,9 @@ async def silent_since(db: Database, cutoff: str) -> list[Node]:
     rows = await db.fetchall("SELECT * FROM nodes WHERE state IN ('online', 'draining') AND last_heartbeat_at < ?",
                              (cutoff,))
     return [_node(r) for r in rows]
+
+
+async def count_by_state(db: Database) -> dict[str, int]:
+    """How many registered nodes are in each state (online, draining, offline), across every workspace."""
+    rows = await db.fetchall("SELECT state, COUNT(*) AS n FROM nodes WHERE state != 'deleted' GROUP BY state")
+    return {r["state"]: r["n"] for r in rows}

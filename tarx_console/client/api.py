@@ -13,10 +13,13 @@ from typing import Any
 import httpx
 
 from runtime.api.families import Family, family
+from runtime.store.jobs import TERMINAL, JobState
 from tarx_console.client.errors import ClientError, NotFound, Refused, UnexpectedResponse, Unreachable, from_body
 
 KEY_KINDS = ("tarx", "platform", "compute")
-JOB_STATES = ("QUEUED", "ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+# Job states as the wire spells them, from their one definition in the runtime.
+JOB_STATES: tuple[str, ...] = tuple(state.value for state in JobState)
+TERMINAL_STATES: frozenset[str] = frozenset(state.value for state in TERMINAL)
 PAGE_MAX = 500  # /v0/jobs' largest page
 
 

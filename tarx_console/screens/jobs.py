@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from tarx_console import fmt
-from tarx_console.client.api import TarxClient
+from tarx_console.client.api import TERMINAL_STATES, TarxClient
 from tarx_console.client.errors import ClientError
 from tarx_console.screens.base import TableView, ViewScreen
 from tarx_console.screens.dialogs import ConfirmDialog, Field, FormDialog
@@ -40,7 +40,7 @@ class JobActions:
     tarx: Any
 
     async def cancel(self: Any, job: dict[str, Any]) -> None:
-        if job["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"):
+        if job["state"] in TERMINAL_STATES:
             self.notify(f"The job is already {job['state']}.", severity="warning")
             return
         if await self.app.push_screen_wait(ConfirmDialog(f"Cancel job {job['id']} ({job['state']})?", "Cancel job")):

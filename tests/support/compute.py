@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -24,17 +25,26 @@ FAST = {"TARX_LOCAL_NODE": "false", "TARX_NODE_HEARTBEAT_SECONDS": "0.5", "TARX_
 
 class Node:
     def __init__(self, rt: Runtime, key: str, workdir: Path, name: str, labels: dict[str, str],
-                 capacity: int = 1, extra: list[str] | None = None) -> None:
+                 capacity: int = 1, extra: list[str] | None = None, heartbeat_seconds: float = 0.5) -> None:
         self.state_file = workdir / f"{name}.state.json"
         self.log_path = workdir / f"{name}.log"
-        args = [sys.executable, "-m", "tarx_console", "node", "--url", rt.url, "--key", key, "--name", name,
-                "--capacity", str(capacity), "--workdir", str(workdir / name), "--state-file", str(self.state_file),
-                "--heartbeat-seconds", "0.5", *[f"--label={k}={v}" for k, v in labels.items()], *(extra or [])]
+        self.args = [sys.executable, "-m", "tarx_console", "node", "--url", rt.url, "--key", key, "--name", name,
+                     "--capacity", str(capacity), "--workdir", str(workdir / name),
+                     "--state-file", str(self.state_file), "--heartbeat-seconds", str(heartbeat_seconds),
+                     *[f"--label={k}={v}" for k, v in labels.items()], *(extra or [])]
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(args, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self._start()
         wait_until(lambda: self.state_file.exists(), 30, lambda: self.log())
         self.id = json.loads(self.state_file.read_text())["nodeId"]
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def restart(self) -> None:
+        """Start the node again with the same state file (same node id and key), as after a crash or reboot."""
+        assert self.proc.poll() is not None, "stop or kill the node first"
+        self._start()
 
     @property
     def key(self) -> str:
@@ -97,6 +107,35 @@ class Api:
         states = states or set(TERMINAL)
         return wait_until(lambda: (j := self.job(job_id))["state"] in states and j, timeout,
                           lambda: json.dumps(self.job(job_id), indent=1))
+
+
+def submit_many(rt: Runtime, headers: dict[str, str], body: dict[str, Any], n: int, connections: int = 8
+                ) -> list[str]:
+    """POST the same job `n` times over a few keep-alive connections at once; the new jobs' ids."""
+
+    async def run() -> list[str]:
+        ids: list[str] = []
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(base_url=rt.url, headers=headers, timeout=60, limits=limits) as http:
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    r = await http.post("/v0/jobs", json=body)
+                    assert r.status_code == 201, r.text
+                    ids.append(r.json()["id"])
+
+            await asyncio.gather(*(worker(n // connections + (i < n % connections)) for i in range(connections)))
+        return ids
+
+    return asyncio.run(run())
+
+
+def count_jobs(api: Api, labels: dict[str, str], state: str | None = None) -> int:
+    params: dict[str, Any] = {"label": [f"{k}:{v}" for k, v in labels.items()], "pageSize": 1}
+    if state:
+        params["state"] = state
+    r = api.http.get("/v0/jobs", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["total"]
 
 
 def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:

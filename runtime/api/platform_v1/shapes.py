@@ -9,7 +9,8 @@ from pydantic import Field, StrictStr
 
 Name = Annotated[StrictStr, Field(min_length=1, max_length=100)]
 Email = Annotated[StrictStr, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
-Page = Annotated[int, Query(ge=1, alias="page")]
+MAX_PAGE = 1_000_000  # as in the compute families: far past any real list, far below integer overflow
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE, alias="page")]
 PerPage = Annotated[int, Query(ge=1, le=200)]
 
 
