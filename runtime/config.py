@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     upstream_timeout_seconds: float = 120.0
     cpu_watts_per_core: float = 15.0  # the CPU-time energy model when RAPL cannot be read
     monthly_joules_plan: float = 3_600_000.0  # the plan figure /v1/usage counts down from (1 kWh)
+
+    # Agents (issue 13): the tool loop's bounds and the http_request tool's address policy
+    agent_max_tool_rounds: int = Field(default=4, ge=0, le=32)  # rounds of tool calls before a tool-less answer
+    agent_tool_timeout_seconds: float = Field(default=20.0, gt=0)  # one tool call's limit; then it fails
+    agent_http_allow_private: bool = False  # let http_request reach private, loopback and link-local addresses
     # Browser origins allowed to read the API (CORS). Pages served from this machine (http://localhost:*,
     # http://127.0.0.1:*, http://[::1]:*) are allowed by default, as Ollama does; other origins only when listed
     # (["*"] for any). Any request header is allowed, since SDKs add their own (x-stainless-*); cookies never

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from runtime import __version__
+from runtime.agents.service import AgentService
 from runtime.auth.accounts import Accounts
 from runtime.auth.bootstrap import bootstrap
 from runtime.auth.principal import Authenticator
@@ -21,7 +22,10 @@ from runtime.compute.webhooks import WebhookService
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine
+from runtime.mcp import McpService
 from runtime.metrics import Metrics
+from runtime.rag import RagService
+from runtime.skills import SkillCatalog
 from runtime.store import Database, meta, utcnow
 
 
@@ -39,6 +43,10 @@ class Services:
     nodes: NodeService
     artifacts: ArtifactStore
     webhooks: WebhookService
+    mcp: McpService  # the project's MCP servers and their tools (runtime/mcp)
+    rag: RagService  # RAG sources, indexing, the directory watchers and hybrid retrieval (runtime/rag)
+    agents: AgentService  # agent records and the tool loop (runtime/agents)
+    skills: SkillCatalog  # the built-in skills (runtime/skills)
     metrics: Metrics  # this app's Prometheus registry (GET /metrics), shared with the engine and webhooks
     instance_id: str
     version: str
@@ -66,18 +74,23 @@ class Services:
         engine = InferenceEngine(settings)
         metrics = Metrics()
         engine.metrics = webhooks.metrics = metrics
+        chat = ChatService(settings, engine, db, box)
+        skills = SkillCatalog()
+        rag, mcp = RagService(db, chat, settings.default_model), McpService(db, box)
         svc = cls(
-            settings=settings, db=db, engine=engine, chat=ChatService(settings, engine, db, box), auth=auth,
+            settings=settings, db=db, engine=engine, chat=chat, auth=auth, rag=rag,
             accounts=Accounts(db, box, auth, SigninLimits(SigninPolicy.from_settings(settings))), jobs=jobs,
             nodes=NodeService(db, heartbeat_seconds=settings.node_heartbeat_seconds,
                               lease_grace_seconds=settings.lease_grace_seconds,
                               poll_wait_seconds=settings.node_poll_wait_seconds, keys_changed=auth.invalidate),
             artifacts=ArtifactStore(db, settings.data_dir / "artifacts", box.jwt_secret, settings.artifact_max_bytes,
                                     settings.artifact_url_seconds),
+            agents=AgentService(settings, db, chat, skills, rag=rag, mcp=mcp), skills=skills, mcp=mcp,
             webhooks=webhooks, metrics=metrics, instance_id=instance_id, version=__version__,
             started_at_epoch=int(time.time()), started_at=utcnow(),
         )
         webhooks.start()
+        await svc.rag.start()
         svc._reaper = asyncio.create_task(jobs.run_reaper(min(1.0, settings.lease_grace_seconds / 4)),
                                           name="tarx-reaper")
         if settings.wal_checkpoint_seconds > 0:
@@ -98,6 +111,7 @@ class Services:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.webhooks.stop()
+        await self.rag.close()
         await self.chat.close()
         await self.engine.stop()
         await self.db.close()

@@ -1,6 +1,6 @@
 """The `tarx` command. Exit codes: 0 ok, 1 failure, 2 usage (argparse's own).
 
-Management commands (`keys`, `projects`, `entitlements`) reach a runtime through TarxClient: the one named by
+Management commands (`keys`, `projects`, `entitlements`, `mcp`) reach a runtime through TarxClient: the one named by
 `--url/--key`, `TARX_URL/TARX_API_KEY`, or the current context; otherwise the local runtime, over HTTP when it is
 running and in-process on its database when it is not.
 """
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ent.add_argument("--email", help="account to change (default: yours)")
     ent.add_argument("--json", action="store_true")
 
+    sub.add_parser("mcp", help="serve the runtime's tools (chat, RAG search, jobs) to an MCP client over stdio")
     login = sub.add_parser("login", help="save a remote runtime as a context and switch to it")
     login.add_argument("--url", dest="login_url", required=True)
     login.add_argument("--key", dest="login_key", required=True)
@@ -168,6 +169,12 @@ async def _entitlements(args: argparse.Namespace, client: TarxClient) -> None:
 
 class UsageError(Exception):
     pass
+
+
+async def _mcp(args: argparse.Namespace, client: TarxClient) -> None:
+    from tarx_console.mcp_server import serve_stdio
+
+    await serve_stdio(client)
 
 
 def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, TarxClient], Awaitable[None]]) -> int:
@@ -327,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     if args.command == "node":
         return _node(args)
-    handlers = {"keys": _keys, "projects": _projects, "entitlements": _entitlements}
+    handlers = {"keys": _keys, "projects": _projects, "entitlements": _entitlements, "mcp": _mcp}
     if args.command in handlers:
         return _with_client(args, handlers[args.command])
     if args.command == "login":

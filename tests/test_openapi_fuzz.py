@@ -16,8 +16,9 @@ from conftest import Runtime
 from support.identity import bearer, owner_key
 
 # Operations that would send traffic off this machine (outbound webhooks, hosted and enterprise upstreams named
-# by the request) are left out: this test only talks to the runtime itself.
-OFF_MACHINE = ("/v0/webhooks", "/api/planes/supercomputer", "/api/v1/llm-keys")
+# by the request) are left out: this test only talks to the runtime itself. So are MCP servers, whose connection and
+# discovery reach the URL or run the program (stdio command) the request names.
+OFF_MACHINE = ("/v0/webhooks", "/api/planes/supercomputer", "/api/v1/llm-keys", "/api/v1/mcp", "/api/v1/mcp/discover")
 
 
 @pytest.fixture(scope="module")

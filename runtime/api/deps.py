@@ -97,7 +97,8 @@ def requires(role: str, action: str, *, by_path: bool = False) -> Any:
     otherwise. Use as `ctx: Annotated[ProjectContext, requires(ADMIN, "audit.read")]`."""
     source = project_by_path if by_path else project_context
 
-    async def check(svc: Svc, ctx: Annotated[ProjectContext, Depends(source)]) -> ProjectContext:
+    # A default, not Annotated: `source` is a local name, which a string annotation cannot resolve.
+    async def check(svc: Svc, ctx: ProjectContext = Depends(source)) -> ProjectContext:
         await require(svc.db, ctx, role, action)
         return ctx
 

@@ -78,6 +78,7 @@ class Running:
     lines: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
     handed_back: bool = False  # killed by the node (stopping, or its lease about to lapse): no result, requeued
+    output_done: asyncio.Event = field(default_factory=asyncio.Event)  # the command's output is all read
 
     def add_line(self, stream: str, data: bytes) -> None:
         self.seq += 1
@@ -315,9 +316,12 @@ class NodeRunner:
                 raise
 
     async def _flusher(self, run: Running) -> None:
+        """Push lines every LOG_BATCH_SECONDS until the output is all read. It is never cancelled mid-push: a
+        batch taken off `run.lines` whose request was cut would be lost."""
         with contextlib.suppress(LeaseLost):
-            while True:
-                await asyncio.sleep(LOG_BATCH_SECONDS)
+            while not run.output_done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.output_done.wait(), LOG_BATCH_SECONDS)
                 await self._flush(run)
 
     def _spawn(self, run: Running, workdir: Path, env: dict[str, str]) -> list[_Pipe]:
@@ -383,7 +387,7 @@ class NodeRunner:
             rusage = self._end_group(process)
             wall = time.monotonic() - started
             await _drain(pipes)
-            flusher.cancel()
+            run.output_done.set()
             await asyncio.gather(flusher, return_exceptions=True)
             if run.handed_back:  # the runtime queues it again (and would refuse a result once it has)
                 return

@@ -118,6 +118,17 @@ class TarxClient:
     async def me(self) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/auth/me")
 
+    async def chat_completion(self, messages: list[dict[str, Any]], model: str, **params: Any) -> dict[str, Any]:
+        """POST /v1/chat/completions (non-streaming): the OpenAI-shaped answer."""
+        return await self._call("POST", "/v1/chat/completions", json={"model": model, "messages": messages, **params})
+
+    async def rag_sources(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/api/v1/rags", params={"per_page": 200}))["items"]
+
+    async def rag_search(self, rag_id: str, query: str, k: int = 5) -> list[dict[str, Any]]:
+        """The best `k` hits of one RAG source (POST /api/v1/rags/{id}/test)."""
+        return (await self._call("POST", f"/api/v1/rags/{rag_id}/test", json={"query": query, "k": k}))["hits"]
+
     # ---- keys of every kind ------------------------------------------------------------------------------------
 
     async def create_key(self, kind: str, name: str, scope: str | None = None, *, workspace: str | None = None,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from runtime.api.platform_v1 import identity, platform_keys, projects, secrets
+from runtime.api.platform_v1 import agents, identity, mcp, platform_keys, projects, rag, secrets, skills
 
 router = APIRouter(prefix="/api/v1", tags=["platform"])
-for _module in (identity, platform_keys, projects, secrets):
+for _module in (identity, platform_keys, projects, secrets, rag, mcp, agents, skills):
     router.include_router(_module.router)
 
 __all__ = ["router"]
