@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import Runtime
-from support.compute import FAST, Api, Node, sse_events, wait_until
+from support.compute import FAST, Api, Node, job_label, node_starter, sse_events, wait_until
 from support.identity import bearer, user_key
 
 
@@ -28,25 +28,12 @@ def api(rt: Runtime) -> Api:
 
 @pytest.fixture
 def nodes(rt: Runtime, api: Api, tmp_path: Path) -> Iterator:
-    started: list[Node] = []
-
-    def start(labels: dict[str, str], name: str = "n", key: str | None = None, **kw: object) -> Node:
-        node = Node(rt, key or api.compute_key(), tmp_path, f"{name}{len(started)}", labels, **kw)  # type: ignore[arg-type]
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.stop()
-
-
-def label(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Jobs and nodes of one test share a label, so tests on the shared runtime never take each other's jobs."""
-    return {"test": request.node.name[:60]}
+    with node_starter(rt, api, tmp_path) as start:
+        yield start
 
 
 def test_job_runs_end_to_end_and_both_families_agree(api: Api, nodes, request) -> None:
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab)
     job = api.submit("echo hello; echo oops >&2; exit 0", lab)
     assert job["state"] == "QUEUED" and job["id"].startswith("job_")
@@ -66,7 +53,7 @@ def test_job_runs_end_to_end_and_both_families_agree(api: Api, nodes, request) -
 
 
 def test_logs_follow_in_order_and_resume_with_last_event_id(rt: Runtime, api: Api, nodes, request) -> None:
-    lab = label(request)
+    lab = job_label(request)
     nodes(lab)
     job = api.submit("for i in $(seq 1 150); do echo line-$i; [ $((i % 30)) -eq 0 ] && sleep 0.2; done", lab)
     seen, ids = [], []
@@ -89,7 +76,7 @@ def test_logs_follow_in_order_and_resume_with_last_event_id(rt: Runtime, api: Ap
 
 
 def test_failure_exit_code_and_retry(api: Api, nodes, request) -> None:
-    lab = label(request)
+    lab = job_label(request)
     nodes(lab)
     job = api.submit("echo attempt $TARX_JOB_ATTEMPT; exit 3", lab)
     failed = api.wait(job["id"])
@@ -105,7 +92,7 @@ def test_failure_exit_code_and_retry(api: Api, nodes, request) -> None:
 
 
 def test_cancel_kills_the_whole_process_group(api: Api, nodes, request, tmp_path: Path) -> None:
-    lab = label(request)
+    lab = job_label(request)
     nodes(lab)
     pids = tmp_path / "pids"
     job = api.submit(f"sleep 300 & echo $! > {pids}; sleep 300", lab)
@@ -127,7 +114,7 @@ def test_cancel_kills_the_whole_process_group(api: Api, nodes, request, tmp_path
 
 
 def test_timeout(api: Api, nodes, request) -> None:
-    lab = label(request)
+    lab = job_label(request)
     nodes(lab)
     job = api.submit("echo start; sleep 60", lab, timeoutSeconds=1)
     done = api.wait(job["id"], timeout=20)
@@ -136,7 +123,7 @@ def test_timeout(api: Api, nodes, request) -> None:
 
 def test_killed_node_loses_its_lease_and_a_second_node_finishes(rt: Runtime, api: Api, nodes, request,
                                                                   tmp_path: Path) -> None:
-    lab = label(request)
+    lab = job_label(request)
     first = nodes(lab, name="a")
     marker = tmp_path / "pid"
     job = api.submit(f"echo $$ > {marker}-$TARX_JOB_ATTEMPT; sleep 1.5; echo done-$TARX_JOB_ATTEMPT", lab,
@@ -163,7 +150,7 @@ def test_killed_node_loses_its_lease_and_a_second_node_finishes(rt: Runtime, api
 
 
 def test_lost_lease_past_max_attempts_fails_node_lost(api: Api, nodes, request, tmp_path: Path) -> None:
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab)
     marker = tmp_path / "pid"
     job = api.submit(f"echo $$ > {marker}; sleep 30", lab, maxAttempts=1)
@@ -175,7 +162,7 @@ def test_lost_lease_past_max_attempts_fails_node_lost(api: Api, nodes, request, 
 
 
 def test_drain_finishes_current_and_takes_nothing_new(api: Api, nodes, request) -> None:
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab)
     running = api.submit("sleep 1.5; echo finished", lab)
     api.wait(running["id"], {"RUNNING"})
@@ -281,7 +268,7 @@ def test_usage_caps_and_billing(make_runtime, tmp_path: Path) -> None:
 
 
 def test_node_rotates_its_key(api: Api, nodes, request, rt: Runtime) -> None:
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab, extra=["--rotate-key-every", "1"])
     first = node.key
     wait_until(lambda: node.key != first, 15, node.log)
@@ -299,7 +286,7 @@ def test_local_node_runs_jobs_with_nothing_else_started(runtime: Runtime) -> Non
 
 
 def test_node_plane_refuses_other_credentials_and_other_jobs(rt: Runtime, api: Api, nodes, request) -> None:
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab)
     r = api.http.post("/api/compute/nodes/heartbeat", json={})
     assert r.status_code == 401 and r.json()["status"] == "UNAUTHORIZED"
@@ -317,7 +304,7 @@ def test_node_plane_refuses_other_credentials_and_other_jobs(rt: Runtime, api: A
 
 
 def test_agents_delete_needs_admin_and_requeues(rt: Runtime, api: Api, nodes, request) -> None:
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab)
     project = api.http.get("/v0/workspaces").json()["items"][0]["id"]
     api.http.post(f"/v0/workspaces/{project}/members", json={"email": "m4@example.com", "role": "member"})

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import Runtime
-from support.compute import FAST, Api, Node, count_jobs, submit_many, wait_until
+from support.compute import FAST, Api, Node, count_jobs, job_label, node_starter, submit_many, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +33,8 @@ def api(rt: Runtime) -> Api:
 
 @pytest.fixture
 def nodes(rt: Runtime, api: Api, tmp_path: Path) -> Iterator:
-    started: list[Node] = []
-
-    def start(labels: dict[str, str], name: str = "n", **kw: object) -> Node:
-        node = Node(rt, api.compute_key(), tmp_path, f"{name}{len(started)}", labels, **kw)  # type: ignore[arg-type]
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.stop()
-
-
-def label(request: pytest.FixtureRequest) -> dict[str, str]:
-    return {"test": request.node.name[:60]}
+    with node_starter(rt, api, tmp_path) as start:
+        yield start
 
 
 def alive(pid: int) -> bool:
@@ -80,7 +68,7 @@ def test_a_burst_of_no_op_jobs_all_succeed_on_the_in_process_node(make_runtime) 
 
 def test_heartbeat_renews_only_the_jobs_the_node_lists(rt: Runtime, api: Api, request) -> None:
     """A heartbeat used to renew every job assigned to the node, whatever it said it ran."""
-    lab = label(request)
+    lab = job_label(request)
     r = httpx.post(rt.url + "/api/compute/nodes/register", headers={"X-API-Key": api.compute_key()},
                    json={"name": "by-hand", "labels": lab, "capacity": 2})
     node = {"X-API-Key": r.json()["payload"]["nodeKey"]}
@@ -113,7 +101,7 @@ def test_heartbeat_renews_only_the_jobs_the_node_lists(rt: Runtime, api: Api, re
 def test_a_restarted_node_gives_back_the_jobs_it_lost_and_takes_work_again(api: Api, nodes, request,
                                                                          tmp_path: Path) -> None:
     """A node restarted with its state file kept its old jobs RUNNING forever, and they filled its capacity."""
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab)  # capacity 1
     attempts = tmp_path / "attempts"
     job = api.submit(f"echo $TARX_JOB_ATTEMPT >> {attempts}; [ $TARX_JOB_ATTEMPT -gt 1 ] || sleep 30; echo done",
@@ -135,7 +123,7 @@ def test_a_restarted_node_gives_back_the_jobs_it_lost_and_takes_work_again(api: 
 
 def test_jobs_die_with_their_node(api: Api, nodes, request, tmp_path: Path) -> None:
     """A SIGKILLed node's job process groups ran on as orphans while the job was requeued and ran again."""
-    lab = label(request)
+    lab = job_label(request)
     node = nodes(lab)
     ticks, pids = tmp_path / "ticks", tmp_path / "pids"
     job = api.submit(f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; "
@@ -168,7 +156,7 @@ def test_the_in_process_node_s_jobs_die_with_the_runtime(make_runtime, tmp_path:
 
 def test_a_silent_job_is_running_as_soon_as_it_starts(api: Api, nodes, request) -> None:
     """A job that printed nothing stayed ASSIGNED until the node's next heartbeat (up to 30 s)."""
-    lab = label(request)
+    lab = job_label(request)
     nodes(lab, heartbeat_seconds=30)
     job = api.submit("sleep 3", lab)
     running = api.wait(job["id"], {"RUNNING"}, timeout=1.5)
@@ -205,7 +193,7 @@ def test_a_node_cut_off_from_the_runtime_stops_its_jobs_before_they_are_requeued
 
 def test_a_stopped_node_hands_its_jobs_back(api: Api, nodes, request, tmp_path: Path) -> None:
     """Stopping a node (SIGTERM) kills its jobs and queues them again at once, rather than cancelling them."""
-    lab = label(request)
+    lab = job_label(request)
     first = nodes(lab, name="a")
     pid = tmp_path / "pid"
     job = api.submit(f"[ $TARX_JOB_ATTEMPT -gt 1 ] && exit 0; echo $$ > {pid}; sleep 30", lab, maxAttempts=2)

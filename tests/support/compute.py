@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -136,6 +137,28 @@ def count_jobs(api: Api, labels: dict[str, str], state: str | None = None) -> in
     r = api.http.get("/v0/jobs", params=params)
     assert r.status_code == 200, r.text
     return r.json()["total"]
+
+
+@contextlib.contextmanager
+def node_starter(rt: Runtime, api: Api, folder: Path) -> Iterator[Callable[..., Node]]:
+    """`start(labels, name="n", key=None, **kw)` starts a real `tarx node`; every one is stopped on exit."""
+    started: list[Node] = []
+
+    def start(labels: dict[str, str], name: str = "n", key: str | None = None, **kw: Any) -> Node:
+        node = Node(rt, key or api.compute_key(), folder, f"{name}{len(started)}", labels, **kw)
+        started.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in started:
+            node.stop()
+
+
+def job_label(request: Any) -> dict[str, str]:
+    """Jobs and nodes of one test share a label, so tests on a shared runtime never take each other's jobs."""
+    return {"test": request.node.name[:60]}
 
 
 def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
