@@ -11,7 +11,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from sse_starlette.sse import AppStatus
 
 from runtime import __version__
-from runtime.api import compute, compute_v0, errors, metrics, openai_tools, openai_v1, openapi, platform_v1, tarx
+from runtime.api import (
+    completions_v1,
+    compute,
+    compute_v0,
+    errors,
+    metrics,
+    openai_tools,
+    openai_v1,
+    openapi,
+    platform_v1,
+    rag_v1,
+    responses_v1,
+    tarx,
+)
 from runtime.api.middleware import AccessLog, BodyLimit, ComputeVersion, HostCheck, RateLimit
 from runtime.auth.ratelimit import RateLimiter, Window
 from runtime.config import Settings
@@ -63,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
-    for module in (openai_v1, tarx, platform_v1, compute, compute_v0, metrics, openai_tools):
+    for module in (openai_v1, completions_v1, responses_v1, tarx, platform_v1, compute, compute_v0, metrics,
+                   openai_tools, rag_v1):
         app.include_router(module.router)
 
     app.add_api_route("/health", openai_v1.health, methods=["GET"], include_in_schema=False)

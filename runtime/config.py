@@ -38,9 +38,16 @@ class Settings(BaseSettings):
 
     # Inference
     default_model: str = "tarx-local"
+    # Other names a model answers to, so tools that hard-code one work unchanged, e.g. {"gpt-4o-mini" = "tarx-local",
+    # "text-embedding-3-small" = "tarx-embed"}; /v1/models lists them, every /v1 endpoint resolves them.
+    model_aliases: dict[str, str] = Field(default_factory=dict)
+    embedding_model: str = "tarx-embed"  # the default for RAG sources (bundled all-MiniLM-L6-v2, see issue 13)
     model_files: list[Path] = Field(default_factory=list)  # extra GGUF files, served under their stem
     n_ctx: int = 4096
-    n_threads: int | None = None  # None: every core (llama-cpp-python would use half)
+    # llama.cpp's threads per model runner. None: every core this process may use but one, which stays free for
+    # the API process's per-token work (HTTP, SSE, the event loop); on a 2-core machine one thread decoded 138
+    # tok/s and two only 89, because the Python side kept preempting llama.cpp's threads (issue 16).
+    n_threads: int | None = None
     n_batch: int = 512
     keep_alive_seconds: float = 300.0  # unload a model after this long unused
     queue_max: int = 16  # pending requests per model before 429
@@ -50,9 +57,15 @@ class Settings(BaseSettings):
     queue_max_wait_seconds: float = 90.0
     max_body_bytes: int = 4 * 1024 * 1024
     max_output_tokens: int = 2048  # ceiling when a request leaves max_tokens unset
-    # Reusing the KV cache of a shared prompt prefix saves prefill time in long chats, but llama.cpp's logits
-    # differ slightly by batch size, so the same seeded request could answer differently. Off: reproducible.
-    cache_prompt: bool = False
+    # Sequences a chat model decodes together in one batch per step (continuous batching); 1 serves one request at
+    # a time. Requests past this wait in the queue.
+    parallel: int = Field(default=4, ge=1, le=64)
+    # Prompt tokens of a joining request evaluated per step while other requests are generating, so their streams
+    # keep flowing during a long prefill; a prompt with nobody else running goes in n_batch-sized chunks.
+    prefill_chunk: int = Field(default=256, ge=16)
+    # Prefix reuse: a request whose prompt starts like what a slot's KV cache holds (a resent chat history, an
+    # agent's long system prompt) evaluates only the rest. See README "Reproducibility" for what it may change.
+    cache_prompt: bool = True
 
     log_requests: bool = True
     # GET /metrics (Prometheus text format) answers only the runtime's owner; true: anyone who can reach the port.
@@ -97,6 +110,16 @@ class Settings(BaseSettings):
     agent_max_tool_rounds: int = Field(default=4, ge=0, le=32)  # rounds of tool calls before a tool-less answer
     agent_tool_timeout_seconds: float = Field(default=20.0, gt=0)  # one tool call's limit; then it fails
     agent_http_allow_private: bool = False  # let http_request reach private, loopback and link-local addresses
+
+    # Workflows (issue 14): seed 001's execution limit, retention, node defaults, cancel grace
+    workflow_executions_per_hour: int = Field(default=100, ge=0)  # per project; 0 turns the limit off
+    workflow_retention_days: float = Field(default=30.0, ge=0)  # finished executions older are pruned; 0 keeps all
+    workflow_node_timeout_seconds: float = Field(default=300.0, gt=0)  # a node's limit unless its config sets one
+    workflow_cancel_grace_seconds: float = Field(default=5.0, ge=0)  # cooperative cancel, then forced
+    workflow_max_concurrent: int = Field(default=64, ge=1)  # executions running at once (more wait as pending)
+    # A scheduled run due this long ago or less still runs (once, however many were missed: coalesced), also one
+    # missed while the runtime was down; an older one is skipped (runtime/workflows/scheduler.py).
+    workflow_schedule_misfire_grace_seconds: int = Field(default=60, ge=1)
     # Browser origins allowed to read the API (CORS). Pages served from this machine (http://localhost:*,
     # http://127.0.0.1:*, http://[::1]:*) are allowed by default, as Ollama does; other origins only when listed
     # (["*"] for any). Any request header is allowed, since SDKs add their own (x-stainless-*); cookies never
@@ -153,7 +176,13 @@ class Settings(BaseSettings):
 
     @property
     def threads(self) -> int:
-        return self.n_threads or os.cpu_count() or 1
+        if self.n_threads:
+            return self.n_threads
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        return max(1, cores - 1)
 
     @property
     def base_url(self) -> str:

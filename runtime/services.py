@@ -22,11 +22,15 @@ from runtime.compute.webhooks import WebhookService
 from runtime.config import Settings
 from runtime.inference.chat import ChatService
 from runtime.inference.engine import InferenceEngine
+from runtime.inference.responses import ResponsesService
 from runtime.mcp import McpService
 from runtime.metrics import Metrics
 from runtime.rag import RagService
 from runtime.skills import SkillCatalog
 from runtime.store import Database, meta, utcnow
+from runtime.workflows.scheduler import ScheduleService
+from runtime.workflows.service import WorkflowService
+from runtime.workflows.triggers import TriggerService
 
 
 @dataclass
@@ -53,6 +57,10 @@ class Services:
     started_at_epoch: int
     started_at: str
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    responses: ResponsesService = field(init=False)  # /v1/responses on the chat seam, stored per caller
+    workflows: WorkflowService = field(init=False)  # workflow records and executions (runtime/workflows)
+    schedules: ScheduleService = field(init=False)  # workflow cron schedules on APScheduler
+    triggers: TriggerService = field(init=False)  # signed inbound webhooks starting workflows (webhooks: outbound)
     _reaper: asyncio.Task[None] | None = None
     _checkpoints: asyncio.Task[None] | None = None
 
@@ -75,8 +83,9 @@ class Services:
         metrics = Metrics()
         engine.metrics = webhooks.metrics = metrics
         chat = ChatService(settings, engine, db, box)
-        skills = SkillCatalog()
-        rag, mcp = RagService(db, chat, settings.default_model), McpService(db, box)
+        skills = SkillCatalog(db)
+        rag = RagService(db, chat, settings.embedding_model)
+        mcp = McpService(db, box, allow_private=settings.agent_http_allow_private)
         svc = cls(
             settings=settings, db=db, engine=engine, chat=chat, auth=auth, rag=rag,
             accounts=Accounts(db, box, auth, SigninLimits(SigninPolicy.from_settings(settings))), jobs=jobs,
@@ -89,8 +98,16 @@ class Services:
             webhooks=webhooks, metrics=metrics, instance_id=instance_id, version=__version__,
             started_at_epoch=int(time.time()), started_at=utcnow(),
         )
+        svc.responses = ResponsesService(chat, db)
+        svc.workflows = WorkflowService(settings, db, chat, svc.agents, rag, jobs, svc.stopping)
+        svc.schedules = ScheduleService(db, svc.workflows,
+                                        misfire_grace_seconds=settings.workflow_schedule_misfire_grace_seconds)
+        svc.workflows.schedule_info = svc.schedules.info
+        svc.triggers = TriggerService(db, box, svc.workflows)
         webhooks.start()
         await svc.rag.start()
+        await svc.workflows.open()  # resumes the executions a stop or crash left unfinished
+        await svc.schedules.start()  # rebuilt from the database
         svc._reaper = asyncio.create_task(jobs.run_reaper(min(1.0, settings.lease_grace_seconds / 4)),
                                           name="tarx-reaper")
         if settings.wal_checkpoint_seconds > 0:
@@ -110,6 +127,8 @@ class Services:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await self.schedules.stop()  # no new scheduled runs while the running ones stop
+        await self.workflows.close()
         await self.webhooks.stop()
         await self.rag.close()
         await self.chat.close()

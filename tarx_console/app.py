@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -29,12 +30,12 @@ from runtime.config import Settings
 from runtime.release import CONSOLE_AGENT
 from tarx_console.client.api import TarxClient
 from tarx_console.client.connect import PortState, Target, owner_key, probe
-from tarx_console.client.errors import ClientError, Refused, Unreachable
+from tarx_console.client.errors import ClientError, KeyRevoked, Refused, Unreachable
 from tarx_console.config import ConsoleConfig
 from tarx_console.host import EmbeddedRuntime, free_port
 from tarx_console.metrics import Rates
 from tarx_console.screens import ALIASES, VIEWS, resolve_view
-from tarx_console.screens.dialogs import PortTakenDialog
+from tarx_console.screens.dialogs import PortTakenDialog, SignInDialog
 from tarx_console.terminal import HangupSafeDriver
 from tarx_console.theming import load_themes, theme_dirs
 from tarx_console.widgets.header import Connection
@@ -102,6 +103,7 @@ class TarxApp(App[None]):
         self.history: list[str] = []
         self.project = ""
         self._last_error = ""
+        self.declined_sign_in = False  # the user closed the sign-in dialog: only ctrl+k opens it again
         self.quitting = False
         self.terminal_gone = False
         self.theme_errors: list[str] = []
@@ -188,6 +190,9 @@ class TarxApp(App[None]):
         if self.starting is not None:
             self.starting.dismiss()
         self.connected.set()
+        # Everything loaded so far (textual, the runtime's modules, the first screens) lives as long as the console:
+        # out of the collector's sight, full collections stop taking up to a second between two key presses.
+        gc.freeze()
 
     async def _open(self) -> tuple[str, TarxClient | None]:
         target, settings = self.launch.target, self.launch.settings
@@ -226,12 +231,9 @@ class TarxApp(App[None]):
             projects = await client.list_projects()
             wanted = self.config.project or "default"
             project = next((p for p in projects if p["slug"] == wanted), projects[0] if projects else None)
-            if len(projects) <= 1:  # the only one (or none): the runtime picks it without being told
-                client.use_project(None)
-            else:
-                client.use_project(project["id"])  # type: ignore[index]
-        else:
-            client.use_project(project["id"])
+        # Always named (X-Project-ID), also when the key reaches one project: a second one made later (here or
+        # elsewhere) must not turn every request into "specify one", nor the views away from what the header shows.
+        client.use_project(project["id"] if project else None)
         self.project = project["slug"] if project else ""
         self.connection = replace(self.connection, project=self.project)
 
@@ -251,6 +253,11 @@ class TarxApp(App[None]):
                 f"retrying every {self.config.refresh_seconds:g}s")
             self.last_health = self.last_counts = None
             self.connection = Connection(where, "lost", self.connection.version, detail, self.project)
+        except KeyRevoked:
+            self.connection = Connection(where, "unavailable", self.connection.version,
+                                         "this console's API key was revoked: ctrl+k signs in again", self.project)
+            if not self.declined_sign_in:
+                self.sign_in_again()
         except ClientError as exc:  # refused, or an answer that makes no sense
             self.connection = Connection(where, "unavailable", self.connection.version, exc.message, self.project)
         else:
@@ -260,11 +267,35 @@ class TarxApp(App[None]):
             self.connection = Connection(where, state, health.get("version", ""), health.get("error", ""),
                                          self.project)
         if not self.quitting:
-            self.set_timer(self.config.refresh_seconds, self._poll)
+            self.set_timer(max(self.config.refresh_seconds, 0.01), self._poll)  # Textual's Timer divides by it
 
     @work(group="health", exclusive=True)
     async def _poll(self) -> None:
         await self.poll_once()
+
+    @work(group="sign-in", exclusive=True)
+    async def sign_in_again(self) -> None:
+        """Ask for another key once this one is revoked; the views carry on with it (ctrl+k asks again)."""
+        client = self.client
+        if client is None or any(isinstance(s, SignInDialog) for s in self.screen_stack):
+            return
+        old = client.http.headers.get("Authorization")
+
+        async def check(key: str) -> str | None:
+            client.use_key(key)
+            try:
+                await client.me()
+            except ClientError as exc:
+                client.http.headers["Authorization"] = old or ""
+                return str(exc)
+            return None
+
+        key = await self.push_screen_wait(SignInDialog(self.connection.where, check))
+        self.declined_sign_in = key is None
+        if key:
+            self.launch.target.key = key
+            await self.choose_project(client)
+            self.notify("Signed in with the new key.")
 
     def report(self, exc: ClientError, always: bool = False) -> None:
         """Show a runtime's refusal; a refresh repeating the same one does not pile up notifications."""
@@ -281,7 +312,7 @@ class TarxApp(App[None]):
     def open_view(self, name: str) -> None:
         view = resolve_view(name)
         if view is None:
-            self.notify(f"No view named '{name}'. Try :jobs, :keys, :projects, :nodes or :dashboard.",
+            self.notify(f"No view named '{name}'. Try {', '.join(':' + v for v in VIEWS)}.",
                         severity="error")
             return
         if self.history[-1:] != [view]:

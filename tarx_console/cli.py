@@ -1,8 +1,9 @@
 """The `tarx` command. Exit codes: 0 ok, 1 failure, 2 usage (argparse's own).
 
-Management commands (`keys`, `projects`, `entitlements`, `mcp`) reach a runtime through TarxClient: the one named by
-`--url/--key`, `TARX_URL/TARX_API_KEY`, or the current context; otherwise the local runtime, over HTTP when it is
-running and in-process on its database when it is not.
+Management commands (`keys`, `projects`, `jobs`, `entitlements`, `mcp`) reach a runtime through TarxClient: the
+one named by `--url/--key`, `TARX_URL/TARX_API_KEY`, or the current context; otherwise the local runtime, over HTTP
+when it is running and in-process on its database when it is not. A runtime that cannot be reached, or a URL that
+is not one, is one line on stderr and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tarx_console import rag_cli
+
 if TYPE_CHECKING:
     from runtime.config import Settings
     from tarx_console.client.api import TarxClient
+
+
+# /v0 job states (the runtime's JobState), spelled out: importing the runtime would slow `tarx --help`.
+JOB_STATE_NAMES = ("QUEUED", "ASSIGNED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -74,14 +81,48 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id")
     revoke.add_argument("--json", action="store_true")
 
-    projects = sub.add_parser("projects", help="list and create projects").add_subparsers(dest="action",
-                                                                                         required=True)
+    projects = sub.add_parser("projects", help="list and create projects; manage their members").add_subparsers(
+        dest="action", required=True)
     plist = projects.add_parser("list")
     plist.add_argument("--json", action="store_true")
     pcreate = projects.add_parser("create")
     pcreate.add_argument("name")
     pcreate.add_argument("--slug")
     pcreate.add_argument("--json", action="store_true")
+    members = projects.add_parser("members", help="a project's members and their roles").add_subparsers(
+        dest="members_action", required=True)
+    mlist = members.add_parser("list", help="who is in the project")
+    mlist.add_argument("project", help="project slug or id")
+    mlist.add_argument("--json", action="store_true")
+    madd = members.add_parser("add", help="add a user (by email) with a role")
+    madd.add_argument("project", help="project slug or id")
+    madd.add_argument("email")
+    madd.add_argument("--role", choices=["member", "editor", "admin", "owner"], default="member")
+    madd.add_argument("--json", action="store_true")
+    mremove = members.add_parser("remove", help="remove a member (by email or user id)")
+    mremove.add_argument("project", help="project slug or id")
+    mremove.add_argument("member", help="email or user id")
+    mremove.add_argument("--json", action="store_true")
+
+    jobs = sub.add_parser("jobs", help="submit, list, follow and cancel compute jobs").add_subparsers(
+        dest="action", required=True)
+    jsubmit = jobs.add_parser("submit", help="queue a shell command for a node to run")
+    jsubmit.add_argument("job_command", metavar="command", help="run by sh on a node, e.g. 'echo hello'")
+    jsubmit.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                         help="only nodes carrying it take the job (repeatable)")
+    jsubmit.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
+    jsubmit.add_argument("--max-attempts", type=int)
+    jlist = jobs.add_parser("list", help="the newest jobs")
+    jlist.add_argument("--state", choices=list(JOB_STATE_NAMES), help="only jobs in this state")
+    jlist.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    jlogs = jobs.add_parser("logs", help="a job's log")
+    jlogs.add_argument("id")
+    jlogs.add_argument("--follow", "-f", action="store_true", help="keep printing lines until the job ends")
+    jcancel = jobs.add_parser("cancel", help="cancel a queued or running job")
+    jcancel.add_argument("id")
+    for p in (jsubmit, jlist, jlogs, jcancel):
+        p.add_argument("--project", help="project slug or id (default: `default`, else the first)")
+        p.add_argument("--json", action="store_true")
 
     ent = sub.add_parser("entitlements", help="grant or revoke account entitlements (owner only)")
     ent.add_argument("action", choices=["grant", "revoke"])
@@ -90,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     ent.add_argument("--json", action="store_true")
 
     sub.add_parser("mcp", help="serve the runtime's tools (chat, RAG search, jobs) to an MCP client over stdio")
+    rag_cli.add_parser(sub)
+    demo = sub.add_parser("demo", help="create a demo project: an agent, a RAG source, a workflow, a few jobs")
+    demo.add_argument("--no-jobs", action="store_true", help="leave the jobs out")
+    demo.add_argument("--json", action="store_true")
     login = sub.add_parser("login", help="save a remote runtime as a context and switch to it")
     login.add_argument("--url", dest="login_url", required=True)
     login.add_argument("--key", dest="login_key", required=True)
@@ -152,7 +197,9 @@ async def _keys(args: argparse.Namespace, client: TarxClient) -> None:
 
 
 async def _projects(args: argparse.Namespace, client: TarxClient) -> None:
-    if args.action == "list":
+    if args.action == "members":
+        await _members(args, client)
+    elif args.action == "list":
         projects = await client.list_projects()
         rows = [["ID", "SLUG", "NAME", "ROLE"]] + [[p["id"], p["slug"], p["name"], p.get("role", "")]
                                                    for p in projects]
@@ -162,6 +209,97 @@ async def _projects(args: argparse.Namespace, client: TarxClient) -> None:
         _print(args, p, [[f"created project {p['id']} ({p['slug']})"]])
 
 
+async def _project_id(client: TarxClient, wanted: str) -> str:
+    """A project's id from its slug or id."""
+    for p in await client.list_projects():
+        if wanted in (p["id"], p["slug"]):
+            return str(p["id"])
+    raise UsageError(f"no project '{wanted}' (see `tarx projects list`)")
+
+
+async def _members(args: argparse.Namespace, client: TarxClient) -> None:
+    project = await _project_id(client, args.project)
+    if args.members_action == "list":
+        members = await client.members(project)
+        rows = [["USER", "EMAIL", "NAME", "ROLE"]] + [[m["user_id"], m["email"], m.get("name") or "", m["role"]]
+                                                     for m in members]
+        _print(args, members, rows)
+    elif args.members_action == "add":
+        member = await client.add_member(project, args.email, args.role)
+        _print(args, member, [[f"added {args.email} to {args.project} as {args.role}"]])
+    else:
+        wanted = args.member.lower()
+        found = next((m for m in await client.members(project) if wanted in (m["user_id"].lower(),
+                                                                             m["email"].lower())), None)
+        if found is None:
+            raise UsageError(f"'{args.member}' is not a member of {args.project}")
+        await client.remove_member(project, found["user_id"])
+        _print(args, {"user_id": found["user_id"], "email": found["email"], "removed": True},
+               [[f"removed {found['email']} from {args.project}"]])
+
+
+async def _jobs(args: argparse.Namespace, client: TarxClient) -> None:
+    if args.project:
+        client.use_project(await _project_id(client, args.project))
+    else:  # as the console does: `default`, else the first project
+        projects = await client.list_projects()
+        chosen = next((p for p in projects if p["slug"] == "default"), projects[0] if projects else None)
+        client.use_project(chosen["id"] if chosen else None)
+    if args.action == "submit":
+        labels = {}
+        for item in args.label:
+            k, sep, v = item.partition("=")
+            if not sep or not k:
+                raise UsageError(f"--label takes KEY=VALUE, not '{item}'")
+            labels[k] = v
+        job = await client.submit_job(args.job_command, labels=labels, timeout_seconds=args.timeout,
+                                      max_attempts=args.max_attempts)
+        _print(args, job, [[f"submitted job {job['id']} ({job['state']})"]])
+    elif args.action == "list":
+        if args.limit < 1:
+            raise UsageError("--limit is at least 1")
+        jobs, total = await client.list_jobs(args.limit, args.state)
+        if args.json:
+            _print(args, {"items": jobs, "total": total})
+            return
+        rows = [["ID", "STATE", "COMMAND", "TRY", "EXIT", "CREATED"]] + [
+            [j["id"], j["state"], j["command"].replace("\n", " ")[:50], f"{j['attempt']}/{j['maxAttempts']}",
+             "" if j.get("exitCode") is None else str(j["exitCode"]), j["createdAt"]] for j in jobs]
+        _print(args, jobs, rows)
+        if total > len(jobs):
+            print(f"({len(jobs)} of {total}; --limit shows more)", file=sys.stderr)
+    elif args.action == "logs":
+        await _job_logs(args, client)
+    else:
+        job = await client.cancel_job(args.id)
+        _print(args, job, [[f"cancel requested for job {job['id']} ({job['state']})"]])
+
+
+async def _job_logs(args: argparse.Namespace, client: TarxClient) -> None:
+    """Lines as they come (one JSON object a line with --json); with --follow, until the job ends, and then the
+    exit code tells the job's outcome: 0 when it succeeded, 1 otherwise."""
+    if not args.follow:
+        await client.job(args.id)  # an unknown job is an error, not an empty log
+        for record in await client.job_log(args.id):
+            print(json.dumps(record) if args.json else record["text"], flush=True)
+        return
+    async for record in client.follow_job_log(args.id):
+        if "end" in record:
+            end = record["end"]
+            if args.json:
+                print(json.dumps(record), flush=True)
+            else:
+                print(f"── end: {end.get('state')} exit {end.get('exitCode')}", file=sys.stderr)
+            if end.get("state") != "SUCCEEDED":
+                raise JobEnded(end.get("state") or "ended")
+            return
+        print(json.dumps(record) if args.json else record["text"], flush=True)
+
+
+class JobEnded(Exception):
+    """A followed job ended without succeeding: `tarx jobs logs --follow` exits 1."""
+
+
 async def _entitlements(args: argparse.Namespace, client: TarxClient) -> None:
     names = await client.grant_entitlement(args.name, args.email, revoke=args.action == "revoke")
     _print(args, {"entitlements": names}, [["entitlements: " + (", ".join(names) or "none")]])
@@ -169,6 +307,18 @@ async def _entitlements(args: argparse.Namespace, client: TarxClient) -> None:
 
 class UsageError(Exception):
     pass
+
+
+async def _demo(args: argparse.Namespace, client: TarxClient) -> None:
+    from dataclasses import asdict
+
+    from tarx_console.demo import DEMO_SLUG, create_demo
+
+    made = await create_demo(client, jobs=not args.no_jobs)
+    lines = [[f"created {line}"] for line in made.created] + [[f"already there: {line}"] for line in made.found]
+    lines.append([f"open it with `tarx` and `:projects` (slug {DEMO_SLUG}), or set project = \"{DEMO_SLUG}\" "
+                  "in the console's config.toml"])
+    _print(args, asdict(made), lines)
 
 
 async def _mcp(args: argparse.Namespace, client: TarxClient) -> None:
@@ -192,6 +342,13 @@ def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Tar
     except UsageError as exc:
         print(f"tarx: {exc}", file=sys.stderr)
         return 2
+    except JobEnded:
+        return 1
+    except rag_cli.IndexingFailed as exc:
+        print(f"tarx: indexing failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     except Unreachable as exc:
         print(f"tarx: cannot reach the runtime: {exc.message}", file=sys.stderr)
         return 1
@@ -205,7 +362,7 @@ def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Tar
 
 
 def _login(args: argparse.Namespace) -> int:
-    from tarx_console.client.connect import LOCAL, Target, load_contexts, save_contexts
+    from tarx_console.client.connect import LOCAL, Target, check_url, load_contexts, save_contexts
     from tarx_console.client.errors import ClientError, Refused
     from tarx_console.host import open_client
 
@@ -214,7 +371,7 @@ def _login(args: argparse.Namespace) -> int:
         return 2
 
     async def check() -> dict[str, Any]:
-        async with open_client(Target(args.name, args.login_url.rstrip("/"), args.login_key)) as client:
+        async with open_client(Target(args.name, check_url(args.login_url), args.login_key)) as client:
             return await client.me()
 
     try:
@@ -306,10 +463,15 @@ def _console(args: argparse.Namespace) -> int:
         print("tarx: the console needs a terminal; use `tarx serve --headless` to run only the runtime",
               file=sys.stderr)
         return 2
+    from tarx_console.client.errors import ClientError
+
     try:
         target = resolve_target(args.url, args.key, args.context)
     except KeyError as exc:
         print(f"tarx: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except ClientError as exc:
+        print(f"tarx: {exc}", file=sys.stderr)
         return 1
     config = ConsoleConfig.load()
     if args.no_mouse:
@@ -334,7 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     if args.command == "node":
         return _node(args)
-    handlers = {"keys": _keys, "projects": _projects, "entitlements": _entitlements, "mcp": _mcp}
+    handlers = {"keys": _keys, "projects": _projects, "jobs": _jobs, "entitlements": _entitlements, "mcp": _mcp,
+                "demo": _demo, "rag": rag_cli.run}
     if args.command in handlers:
         return _with_client(args, handlers[args.command])
     if args.command == "login":

@@ -1,6 +1,6 @@
 """`tarx mcp`: an MCP server over stdio (the official SDK) whose tools run against the local runtime through
 TarxClient, so a desktop MCP client (Claude Desktop, an IDE) uses local models, RAG sources and jobs without
-sending anything elsewhere. The tools (chat, RAG search, job submission) and their schemas are
+sending anything elsewhere. The tools (chat, RAG search, agent chat, job submission) and their schemas are
 runtime/mcp/local_tools.py's, shared with `GET /openai-tools`.
 
 stdout is the protocol channel: nothing else may print there (logs go to stderr).
@@ -39,6 +39,9 @@ def build_server(client: TarxClient) -> Server:
         elif name == "rag_search":
             text = json.dumps(await _rag_search(client, arguments["query"], arguments.get("k", 5),
                                                 arguments.get("source_id")))
+        elif name == "agent_chat":
+            reply = await client.agent_reply(await _agent_id(client, arguments["agent"]), arguments["message"])
+            text = json.dumps({key: reply[key] for key in ("response", "model", "tool_calls") if key in reply})
         elif name == "submit_job":
             job = await client.submit_job(arguments["command"],
                                           timeout_seconds=arguments.get("timeout_seconds", 3600))
@@ -56,6 +59,15 @@ async def _rag_search(client: TarxClient, query: str, k: int, source_id: str | N
     hits = [hit for rag_id in ids for hit in await client.rag_search(rag_id, query, k)]
     hits.sort(key=lambda h: h["score"], reverse=True)
     return [{key: h[key] for key in ("source_id", "document", "text", "score")} for h in hits[:k]]
+
+
+async def _agent_id(client: TarxClient, agent: str) -> str:
+    """An agent's id from its id or its name (names are unique within a project)."""
+    agents = await client.list_agents()
+    for found in agents:
+        if agent in (found["id"], found["name"]):
+            return found["id"]
+    raise ValueError(f"no agent '{agent}' in this project; agents: {', '.join(a['name'] for a in agents) or 'none'}")
 
 
 async def serve_stdio(client: TarxClient) -> None:

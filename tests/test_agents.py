@@ -30,9 +30,10 @@ MCP_SERVER = str(REPO / "tests" / "support" / "mcp_server.py")
 
 @pytest.fixture(scope="module")
 def rt(make_runtime_module: Any) -> Runtime:
-    return make_runtime_module({"TARX_AGENT_MAX_TOOL_ROUNDS": "2", "HTTP_PROXY": DEAD, "HTTPS_PROXY": DEAD,
-                                "ALL_PROXY": DEAD, "NO_PROXY": "", "http_proxy": DEAD, "https_proxy": DEAD,
-                                "all_proxy": DEAD, "no_proxy": ""})
+    # Rate limits off: the tests' polls would pass /api/v1's limit (tests/test_auth_hardening.py tests the limits).
+    return make_runtime_module({"TARX_AGENT_MAX_TOOL_ROUNDS": "2", "TARX_RATE_LIMITS": "false", "HTTP_PROXY": DEAD,
+                                "HTTPS_PROXY": DEAD, "ALL_PROXY": DEAD, "NO_PROXY": "", "http_proxy": DEAD,
+                                "https_proxy": DEAD, "all_proxy": DEAD, "no_proxy": ""})
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +264,16 @@ def test_every_event_type_with_a_forced_tool_call(rt: Runtime, owner: dict[str, 
     assert r.status_code == 502 and "no-such-model" in r.json()["detail"]
 
 
+def test_a_call_cut_by_max_tokens_is_not_run(rt: Runtime, owner: dict[str, str]) -> None:
+    agent = make_agent(rt, owner, name="cut", tools=["http_request"], tool_choice="http_request", max_tokens=24)
+    events = sse_events(rt, owner, agent["id"], "Fetch https://example.com/some/very/long/path/to/a/page")
+    kinds = [k for k, _ in events]
+    assert kinds[:2] == ["tool_call", "tool_result"] and kinds[-1] == "done", events
+    result = events[1][1]
+    assert result["success"] is False and "cut short by max_tokens" in result["result"], result
+    assert not any("<tool_call>" in p.get("content", "") for k, p in events if k == "delta"), events
+
+
 def test_a_failing_tool_is_a_failed_result_and_the_stream_ends(rt: Runtime, owner: dict[str, str]) -> None:
     port = free_port()
     target = f"http://127.0.0.1:{port}/"
@@ -436,6 +447,50 @@ def test_redirects_are_checked_hop_by_hop() -> None:
     assert json.loads(asyncio.run(allowed.run({"url": "http://127.0.0.1:1/x"})))["status"] == 200
 
 
+def test_connections_are_pinned_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name resolves to a public address when checked and to loopback afterwards. The request
+    must go to the address that was checked (the name kept in Host), and a redirect hop is resolved and checked
+    again: here its name answers loopback, so it is refused."""
+    answers = {"rebind.example": ["93.184.216.34", "127.0.0.1"], "hop.example": ["127.0.0.1"]}
+
+    def getaddrinfo(host: str, *args: Any, **kw: Any) -> list:
+        address = answers[host].pop(0) if len(answers[host]) > 1 else answers[host][0]
+        return [(2, 1, 6, "", (address, 0))]
+
+    monkeypatch.setattr("socket.getaddrinfo", getaddrinfo)
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("host")))
+        if request.url.path == "/redirect":
+            return httpx.Response(302, headers={"location": "http://hop.example/admin"})
+        return httpx.Response(200, text="ok")
+
+    tool = http_request_tool(False, 5, transport=httpx.MockTransport(handler))
+    out = json.loads(asyncio.run(tool.run({"url": "http://rebind.example:8080/page?q=1"})))
+    assert out["status"] == 200 and out["url"] == "http://rebind.example:8080/page?q=1"
+    assert seen == [("http://93.184.216.34:8080/page?q=1", "rebind.example:8080")]
+    answers["rebind.example"] = ["93.184.216.34"]
+    with pytest.raises(ToolError, match=r"refused: .hop\.example. is 127\.0\.0\.1"):
+        asyncio.run(tool.run({"url": "http://rebind.example/redirect"}))
+    assert seen[-1] == ("http://93.184.216.34/redirect", "rebind.example")
+
+
+def test_responses_are_read_up_to_a_limit() -> None:
+    huge = httpx.MockTransport(lambda request: httpx.Response(200, content=b"x" * (3 * 1024 * 1024)))
+    tool = http_request_tool(False, 5, transport=huge)
+    with pytest.raises(ToolError, match="larger than"):
+        asyncio.run(tool.run({"url": "http://93.184.216.34/big"}))
+
+
+def test_https_keeps_the_name_for_tls() -> None:
+    from runtime.agents.addresses import pin
+
+    target = pin("https://user:pw@example.org:8443/a?b=c", "2606:2800:220:1::1")
+    assert target.url == "https://user:pw@[2606:2800:220:1::1]:8443/a?b=c"
+    assert target.headers == {"Host": "example.org:8443"} and target.extensions == {"sni_hostname": "example.org"}
+
+
 # ---- the loop's tool invocation: whatever a tool does, the result is a value ----------------------------------
 
 def test_tool_failures_are_results() -> None:
@@ -458,3 +513,58 @@ def test_tool_failures_are_results() -> None:
     assert asyncio.run(invoke(Tool("fine", "", params, fine), "fine", "{", "the arguments are not JSON", 1)) == (
         "the arguments are not JSON", False)
     assert asyncio.run(invoke(Tool("fine", "", params, fine), "fine", {"who": "you"}, None, 1)) == ("hello you", True)
+
+
+# ---- project skills and an agent's own BYOK key -----------------------------------------------------------------
+
+def test_project_skills_are_listed_with_the_builtin_ones(rt: Runtime, owner: dict[str, str]) -> None:
+    r = httpx.post(rt.url + "/api/v1/skills", headers=owner,
+                   json={"name": "Pirate voice", "description": "Talk like a pirate.",
+                         "prompt": "Answer in the voice of a pirate.", "model": "tarx-local"})
+    assert r.status_code == 201, r.text
+    skill = r.json()
+    assert skill["id"].startswith("skill_") and skill["builtin"] is False and skill["created_at"]
+    listed = httpx.get(rt.url + "/api/v1/skills", headers=owner).json()["items"]
+    assert {"summarize", skill["id"]} <= {s["id"] for s in listed}
+    assert [s["builtin"] for s in listed][-1] is False  # built-in first, then the project's own
+    assert httpx.get(rt.url + f"/api/v1/skills/{skill['id']}", headers=owner).json()["prompt"] == skill["prompt"]
+    for body, status in (({"name": "Pirate voice", "prompt": "again"}, 409),
+                         ({"name": "Summarize", "prompt": "x"}, 409),
+                         ({"name": "no prompt"}, 422), ({"name": "x", "prompt": "y", "extra": 1}, 422)):
+        r = httpx.post(rt.url + "/api/v1/skills", headers=owner, json=body)
+        assert r.status_code == status, (body, r.text)
+    assert httpx.delete(rt.url + "/api/v1/skills/summarize", headers=owner).status_code == 409
+    # an agent may reference it; another project sees neither the skill nor can reference it
+    agent = make_agent(rt, owner, name="pirate", skills=[skill["id"]])
+    assert agent["skills"] == [skill["id"]]
+    other = httpx.post(rt.url + "/api/v1/projects", json={"name": "Skills elsewhere"},
+                       headers=bearer(owner_key(rt))).json()
+    elsewhere = {**bearer(owner_key(rt)), "X-Project-ID": other["id"]}
+    assert httpx.get(rt.url + f"/api/v1/skills/{skill['id']}", headers=elsewhere).status_code == 404
+    assert skill["id"] not in {s["id"] for s in httpx.get(rt.url + "/api/v1/skills", headers=elsewhere).json()["items"]}
+    r = httpx.post(rt.url + "/api/v1/agents", headers=elsewhere, json={"name": "x", "skills": [skill["id"]]})
+    assert r.status_code == 400 and "unknown skills" in r.text, r.text
+    assert httpx.delete(rt.url + f"/api/v1/agents/{agent['id']}", headers=owner).status_code == 204
+    assert httpx.delete(rt.url + f"/api/v1/skills/{skill['id']}", headers=owner).status_code == 204
+    assert httpx.get(rt.url + f"/api/v1/skills/{skill['id']}", headers=owner).status_code == 404
+
+
+def test_an_agent_names_its_own_byok_key(rt: Runtime, owner: dict[str, str]) -> None:
+    def key(name: str, base_url: str | None) -> str:
+        body = {"provider": "openai", "name": name, "key": f"sk-test-{name}"}
+        r = httpx.post(rt.url + "/api/v1/llm-keys", headers=owner,
+                       json={**body, "base_url": base_url} if base_url else body)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    with_endpoint, without = key("byok-endpoint", "https://llm.example.com/v1"), key("byok-bare", None)
+    agent = make_agent(rt, owner, name="byok", execution_policy="enterprise-byo", llm_key_id=with_endpoint)
+    assert agent["llm_key_id"] == with_endpoint
+    r = httpx.put(rt.url + f"/api/v1/agents/{agent['id']}", headers=owner, json={"llm_key_id": ""})
+    assert r.status_code == 200 and r.json()["llm_key_id"] is None, r.text
+    for fields, why in (({"execution_policy": "enterprise-byo", "llm_key_id": "llmkey_nope"}, "not an LLM key"),
+                        ({"execution_policy": "enterprise-byo", "llm_key_id": without}, "no base_url"),
+                        ({"execution_policy": "local", "llm_key_id": with_endpoint}, "enterprise plane")):
+        r = httpx.post(rt.url + "/api/v1/agents", headers=owner, json={"name": "bad-byok", **fields})
+        assert r.status_code == 400 and why in r.text, (fields, r.text)
+    assert httpx.delete(rt.url + f"/api/v1/agents/{agent['id']}", headers=owner).status_code == 204

@@ -116,7 +116,14 @@ def test_non_stream_disconnect_stops_generation(runtime: Runtime) -> None:
     assert after["tokens_generated"] - before["tokens_generated"] < 300
 
 
-def test_queued_request_starts_when_holder_disconnects_and_depth_is_live(runtime: Runtime) -> None:
+@pytest.fixture(scope="module")
+def serial(make_runtime_module) -> Runtime:
+    """A runtime that decodes one request at a time, so a second one waits in the queue."""
+    return make_runtime_module({"TARX_PARALLEL": "1", "TARX_LOCAL_NODE": "false"}, name="serial")
+
+
+def test_queued_request_starts_when_holder_disconnects_and_depth_is_live(serial: Runtime) -> None:
+    runtime = serial
     warm(runtime)
     hold = Hold(runtime)
     hold.read_content_chunks(2)
@@ -133,7 +140,8 @@ def test_queued_request_starts_when_holder_disconnects_and_depth_is_live(runtime
     assert done_at - released < 5  # the 1,500-token holder would take far longer than this
 
 
-def test_interactive_jumps_ahead_of_deep(runtime: Runtime) -> None:
+def test_interactive_jumps_ahead_of_deep(serial: Runtime) -> None:
+    runtime = serial
     warm(runtime)
     hold = Hold(runtime)
     hold.read_content_chunks(2)
@@ -151,7 +159,7 @@ def test_interactive_jumps_ahead_of_deep(runtime: Runtime) -> None:
 
 
 def test_full_queue_answers_429_with_backpressure_headers(make_runtime) -> None:
-    rt = make_runtime({"TARX_QUEUE_MAX": "1", "TARX_RETRY_AFTER_SECONDS": "3"})
+    rt = make_runtime({"TARX_QUEUE_MAX": "1", "TARX_RETRY_AFTER_SECONDS": "3", "TARX_PARALLEL": "1"})
     warm(rt)
     hold = Hold(rt)
     hold.read_content_chunks(1)
@@ -174,7 +182,8 @@ def test_full_queue_answers_429_with_backpressure_headers(make_runtime) -> None:
 
 
 def test_expected_wait_past_the_bound_is_refused_with_a_computed_retry_after(make_runtime) -> None:
-    rt = make_runtime({"TARX_QUEUE_MAX_WAIT_SECONDS": "3", "TARX_LOCAL_NODE": "false"}, name="wait-bound")
+    rt = make_runtime({"TARX_QUEUE_MAX_WAIT_SECONDS": "3", "TARX_LOCAL_NODE": "false", "TARX_PARALLEL": "1"},
+                      name="wait-bound")
     with rt.client() as c:  # measure the decode speed first
         assert c.post("/v1/chat/completions", json=chat_body(LONG_PROMPT, max_tokens=24)).status_code == 200
     hold = Hold(rt, max_tokens=1500)  # about 1,500 tokens of work ahead: far more than 3 s here

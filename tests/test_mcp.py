@@ -116,7 +116,8 @@ def test_stdio_server_round_trip(runtime: Runtime, team: dict) -> None:
 
 def test_streamable_http_round_trip(runtime: Runtime, team: dict) -> None:
     proc, url = _start_http_server()
-    with runtime.client(headers=team["h"]["editor"]) as c:
+    # the test server listens on loopback: a private address, an admin's to connect (see the RBAC test)
+    with runtime.client(headers=team["h"]["admin"]) as c:
         try:
             found = c.post("/api/v1/mcp/discover", json={"transport": "streamable_http", "url": url})
             assert found.status_code == 200 and _names(found.json()["tools"]) == TOOLS, found.text
@@ -147,11 +148,17 @@ def test_rbac_and_project_isolation(runtime: Runtime, team: dict, http_server: s
         r = c.post("/api/v1/mcp", json={**STDIO, "name": "by-admin"}, headers=h["admin"])
         assert r.status_code == 201 and r.json()["status"] == "connected", r.text
         by_admin = r.json()["id"]
-        # a URL is an editor's to connect, not a member's; members read
+        # a public URL is an editor's to connect, not a member's; a private, loopback or link-local one reaches
+        # this machine or its network, as a command does: admins and owners only
         http = {"transport": "streamable_http", "url": http_server}
         assert c.post("/api/v1/mcp", json={**http, "name": "m"}, headers=h["member"]).status_code == 403
         assert c.post("/api/v1/mcp/discover", json=http, headers=h["member"]).status_code == 403
-        r = c.post("/api/v1/mcp", json={**http, "name": "by-editor"}, headers=h["editor"])
+        for url in (http_server, "http://169.254.169.254/mcp", "http://10.0.0.7:8000/mcp", "http://[::1]:9/mcp"):
+            for path, body in (("/api/v1/mcp", {**http, "url": url, "name": "private"}),
+                               ("/api/v1/mcp/discover", {**http, "url": url})):
+                r = c.post(path, json=body, headers=h["editor"])
+                assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", (url, path, r.text)
+        r = c.post("/api/v1/mcp", json={**http, "name": "by-admin-url"}, headers=h["admin"])
         assert r.status_code == 201, r.text
         assert c.get("/api/v1/mcp", headers=h["member"]).json()["total"] == 2
         assert _names(c.get(f"/api/v1/mcp/{by_admin}", headers=h["member"]).json()["tools"]) == TOOLS
@@ -224,7 +231,7 @@ def test_tarx_mcp_serves_the_local_tools_over_stdio(make_runtime) -> None:
     exported = httpx.get(rt.url + "/openai-tools").json()  # public, like seed 000's curl
     assert exported["object"] == "list" and exported["base_url"]
     functions = {t["function"]["name"]: t["function"] for t in exported["tools"]}
-    assert set(functions) == {"chat", "rag_search", "submit_job"}
+    assert set(functions) == {"chat", "rag_search", "agent_chat", "submit_job"}
     assert all(t["type"] == "function" for t in exported["tools"])
     owner = bearer(owner_key(rt))
     sources = {}
@@ -234,6 +241,10 @@ def test_tarx_mcp_serves_the_local_tools_over_stdio(make_runtime) -> None:
                        json={"name": name, "kind": "text", "config": {"text": text}})
         assert r.status_code == 201, r.text
         sources[name] = r.json()["id"]
+    r = httpx.post(rt.url + "/api/v1/agents", headers=owner,
+                   json={"name": "helper", "model": "tarx-local", "instructions": "Answer briefly.", "tools": [],
+                         "temperature": 0, "max_tokens": 8})
+    assert r.status_code == 201, r.text
     deadline = time.monotonic() + 120
     for rag_id in sources.values():
         while (state := httpx.get(rt.url + f"/api/v1/rags/{rag_id}", headers=owner).json()["state"]) != "ready":
@@ -250,10 +261,12 @@ def test_tarx_mcp_serves_the_local_tools_over_stdio(make_runtime) -> None:
                      await s.call_tool("chat", {"message": "Say hello", "max_tokens": 8}),
                      await s.call_tool("rag_search", {"query": "What is the launch code?", "k": 1}),
                      await s.call_tool("chat", {"message": "hi", "model": "no-such-model"}),
-                     await s.call_tool("submit_job", {})]
+                     await s.call_tool("submit_job", {}),
+                     await s.call_tool("agent_chat", {"agent": "helper", "message": "Say hello"}),
+                     await s.call_tool("agent_chat", {"agent": "nobody", "message": "hi"})]
             return tools, calls
 
-    tools, (job, chat, rag, bad_model, no_command) = asyncio.run(scenario())
+    tools, (job, chat, rag, bad_model, no_command, agent, no_agent) = asyncio.run(scenario())
     # the same tools, the same schemas, as the OpenAI export
     assert {t.name: (t.description, t.inputSchema) for t in tools} == {
         name: (f["description"], f["parameters"]) for name, f in functions.items()}
@@ -268,3 +281,7 @@ def test_tarx_mcp_serves_the_local_tools_over_stdio(make_runtime) -> None:
     assert "PURPLE-ELEPHANT-42" in hit["text"] and hit["source_id"] == sources["notes"]
     assert bad_model.isError and "no-such-model" in bad_model.content[0].text
     assert no_command.isError
+    assert not agent.isError, agent
+    reply = json.loads(agent.content[0].text)
+    assert reply["model"] == "tarx-local" and reply["response"].strip() and reply["tool_calls"] == []
+    assert no_agent.isError and "helper" in no_agent.content[0].text

@@ -61,6 +61,10 @@ def _bounded(case: Any) -> None:
     if case.path == "/v1/chat/completions":
         body["max_tokens"] = 2
         body.pop("max_completion_tokens", None)
+    if case.path == "/v1/completions":
+        body["max_tokens"] = 2
+    if case.path == "/v1/responses":
+        body["max_output_tokens"] = 2
     if case.path == "/v1/embeddings" and isinstance(body.get("input"), list):
         body["input"] = body["input"][:4]
 

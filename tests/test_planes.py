@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import LONG_PROMPT, Runtime, chat_body
+from conftest import LONG_PROMPT, Runtime, chat_body, free_port
 from support.identity import bearer, owner_key, user_key
 
 HOSTED = {"x-tarx-execution-policy": "supercomputer-fast", "x-tarx-privacy-tier": "mesh_safe"}
@@ -143,7 +143,8 @@ def test_evidence_round_trip_and_contract(front: Runtime, keys: dict) -> None:
     assert stored["completion_tokens"] == r.json()["usage"]["completion_tokens"]
     contract = httpx.get(front.url + "/v1/evidence").json()
     assert set(contract["request_headers"]) == {"x-tarx-execution-policy", "x-tarx-privacy-tier",
-                                                "x-tarx-project-id", "x-tarx-max-joules", "x-tarx-max-latency-ms"}
+                                                "x-tarx-project-id", "x-tarx-max-joules", "x-tarx-max-latency-ms",
+                                                "x-tarx-llm-key-id"}
     assert set(route) - {"joules_method", "limited_by", "recorded_at"} <= set(
         contract["tarx_route_schema"]["required"])
     assert httpx.get(front.url + "/v1/evidence/ev_missing").status_code == 404
@@ -207,6 +208,25 @@ def test_enterprise_plane_uses_the_projects_byok_upstream(front: Runtime, upstre
     route = r.json()["tarx_route"]
     assert route["execution_plane"] == "enterprise" and route["provider"] == "acme-private-cloud"
     assert upstream_calls(upstream) == before + 1
+    acme = next(k["id"] for k in httpx.get(front.url + "/api/v1/llm-keys", headers=owner).json()["items"]
+                if k["provider"] == "acme-private-cloud")
+
+    # A newer key whose endpoint is down becomes the project's default; naming a key (as agents with their own
+    # BYOK key do) routes to that one.
+    r = httpx.post(front.url + "/api/v1/llm-keys", headers=owner, json={
+        "provider": "dead-cloud", "key": "sk-nothing", "base_url": f"http://127.0.0.1:{free_port()}"})
+    assert r.status_code == 201
+    dead = r.json()["id"]
+    try:
+        enterprise = {**owner, "x-tarx-execution-policy": "enterprise-private", "x-tarx-privacy-tier": "private"}
+        route = chat(front, enterprise, max_tokens=3).json()["tarx_route"]
+        assert route["fallback"] is True and route["execution_plane"] == "local", route
+        route = chat(front, {**enterprise, "x-tarx-llm-key-id": acme}, max_tokens=3).json()["tarx_route"]
+        assert route["provider"] == "acme-private-cloud" and route["fallback"] is False, route
+        r = chat(front, {**enterprise, "x-tarx-llm-key-id": "llmkey_missing"}, max_tokens=3)
+        assert r.status_code == 404 and "llmkey_missing" in r.json()["error"]["message"], r.text
+    finally:
+        httpx.delete(front.url + f"/api/v1/llm-keys/{dead}", headers=owner)
 
 
 def test_owner_configures_the_hosted_plane(make_runtime, upstream: Runtime) -> None:

@@ -98,7 +98,7 @@ def search(rt: Runtime, headers: dict, source_id: str, query: str, k: int = 3) -
 def test_text_source_retrieves_a_paraphrased_passage(rt: Runtime, owner: dict) -> None:
     source = create(rt, owner, name="Notes", kind="text", config={"text": "\n\n".join(PASSAGES * 2)})
     indexed = ready(rt, owner, source["id"])
-    assert indexed["documents"] == 1 and indexed["chunks"] >= 2 and indexed["embedding_model"] == "tarx-local"
+    assert indexed["documents"] == 1 and indexed["chunks"] >= 2 and indexed["embedding_model"] == "tarx-embed"
     hits = search(rt, owner, source["id"], "How do bees keep warm when it is cold outside in winter?")
     assert "shivering" in hits[0]["text"], hits
     assert hits[0]["source_id"] == source["id"] and hits[0]["vector_rank"] is not None
@@ -200,3 +200,43 @@ def test_directory_source_follows_edits_and_deletes(rt: Runtime, owner: dict, tm
     indexed = ready(rt, owner, source["id"])
     assert indexed["documents"] == 3
     assert httpx.delete(rt.url + f"/api/v1/rags/{source['id']}", headers=owner).status_code == 204
+
+
+# ---- url sources: fetched once, under the http_request address policy ----------------------------------------
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/page", "http://169.254.169.254/latest/meta-data/",
+                                 "http://localhost/", "http://[::1]/", "http://10.0.0.1/", "ftp://8.8.8.8/x",
+                                 "file:///etc/passwd"])
+def test_url_sources_refuse_private_addresses(rt: Runtime, owner: dict, url: str) -> None:
+    r = httpx.post(rt.url + "/api/v1/rags", json={"name": "u", "kind": "url", "config": {"url": url}},
+                   headers=owner)
+    assert r.status_code == 400 and r.json()["error_code"], r.text
+    assert all(s["name"] != "u" for s in httpx.get(rt.url + "/api/v1/rags", headers=owner).json()["items"])
+
+
+def test_url_source_redirects_are_checked_hop_by_hop() -> None:
+    """A public page that redirects to loopback or the metadata address is refused at the redirect (the network
+    is a mock transport, so nothing leaves this machine); a public redirect is followed and its HTML read."""
+    import asyncio
+
+    from runtime.errors import InvalidRequest
+    from runtime.rag.service import fetch_url
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.path == "/to-loopback":
+            return httpx.Response(302, headers={"location": "http://127.0.0.1:8080/admin"})
+        if request.url.path == "/to-metadata":
+            return httpx.Response(307, headers={"location": "http://169.254.169.254/latest/meta-data/"})
+        if request.url.path == "/hop":
+            return httpx.Response(301, headers={"location": "/page.html"})
+        return httpx.Response(200, html="<html><script>x()</script><p>Owls hunt at night.</p></html>")
+
+    transport = httpx.MockTransport(handler)
+    for path in ("/to-loopback", "/to-metadata"):
+        with pytest.raises(InvalidRequest, match="refused"):
+            asyncio.run(fetch_url(f"http://93.184.216.34{path}", False, transport))
+    assert seen == ["http://93.184.216.34/to-loopback", "http://93.184.216.34/to-metadata"]
+    assert asyncio.run(fetch_url("http://93.184.216.34/hop", False, transport)).strip() == "Owls hunt at night."

@@ -137,6 +137,8 @@ async def run(chat: ChatService, plans: Callable[[], Awaitable[Plan]], request: 
             for c in result.tool_calls]))
         for tool_call in result.tool_calls:
             args, problem = _parse(tool_call.arguments)
+            if result.finish_reason == "length":  # a call cut by max_tokens is never run half-written
+                problem = "the call was cut short by max_tokens and was not run"
             yield ToolCallEvent(tool_call.id, tool_call.name, args)
             text, ok = await invoke(tools.get(tool_call.name), tool_call.name, args, problem, tool_timeout)
             yield ToolResultEvent(tool_call.id, tool_call.name, text, ok)

@@ -8,7 +8,7 @@ the agent's project, with its route evidence and Joules).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from runtime.agents import loop
@@ -29,13 +29,15 @@ from runtime.inference.schemas import (
 )
 from runtime.mcp import McpServer, McpService, McpTool
 from runtime.rag import RagService
-from runtime.skills import SkillCatalog
+from runtime.skills import Skill, SkillCatalog
 from runtime.store import Database
 from runtime.store import agents as store
+from runtime.store import secrets as secret_store
 
 DEFAULTS: dict[str, Any] = {"description": "", "instructions": "", "model": "tarx-local",
                             "execution_policy": "local", "temperature": 0.7, "max_tokens": 512,
-                            "tool_choice": "auto", "tools": [], "rag_source_ids": [], "skills": []}
+                            "tool_choice": "auto", "tools": [], "rag_source_ids": [], "skills": [],
+                            "llm_key_id": None}
 CHOICES = ("auto", "required", "none")
 MCP_PREFIX = "mcp:"  # an agent's `tools` entry `mcp:<server_id>:<tool_name>` names a tool of the project's MCP server
 
@@ -78,16 +80,34 @@ class AgentService:
             missing_mcp = [t for t in refs if t not in offered]
             if missing_mcp:
                 raise InvalidRequest(f"unknown MCP tools {missing_mcp}: no server of this project offers them")
-        missing = [s for s in fields["skills"] if self.skills.get(s) is None]
+        missing = [s for s in fields["skills"] if await self.skills.find(ctx.project.id, s) is None]
         if missing:
             raise InvalidRequest(f"unknown skills {missing}")
         if fields["execution_policy"] not in POLICIES:
             raise InvalidRequest(f"execution_policy must be one of {list(POLICIES)}")
+        await self._check_llm_key(ctx, fields)
         choice = fields["tool_choice"]
         if choice not in CHOICES and choice not in fields["tools"]:
             raise InvalidRequest(f"tool_choice must be one of {list(CHOICES)} or one of the agent's tools")
         for key in ("tools", "rag_source_ids", "skills"):
             fields[key] = list(dict.fromkeys(fields[key]))
+
+    async def _check_llm_key(self, ctx: ProjectContext, fields: dict[str, Any]) -> None:
+        """An agent's own BYOK key: one of the project's LLM keys that names an endpoint, used on the enterprise
+        plane (so the policy must be an enterprise one). "" clears it."""
+        key_id = fields.get("llm_key_id") or None
+        fields["llm_key_id"] = key_id
+        if key_id is None:
+            return
+        keys = {k["id"]: k for k in await secret_store.list_for(self.db, ctx.project.id, "llm_key")}
+        key = keys.get(key_id)
+        if key is None:
+            raise InvalidRequest(f"llm_key_id '{key_id}' is not an LLM key of this project (GET /api/v1/llm-keys)")
+        if not key.get("base_url"):
+            raise InvalidRequest(f"LLM key '{key_id}' names no base_url: an agent's upstream needs an endpoint")
+        if POLICIES[fields["execution_policy"]][0] != "enterprise":
+            raise InvalidRequest("an agent with an llm_key_id runs on the enterprise plane: set execution_policy "
+                                 "to enterprise-private or enterprise-byo")
 
     async def create(self, ctx: ProjectContext, values: dict[str, Any]) -> dict[str, Any]:
         fields = {**DEFAULTS, **values}
@@ -123,11 +143,11 @@ class AgentService:
 
     # ---- running it ----------------------------------------------------------------------------------------------
 
-    def instructions(self, agent: dict[str, Any]) -> str:
-        """The agent's instructions followed by the prompts of its skills."""
+    def instructions(self, agent: dict[str, Any], project_skills: Mapping[str, Skill] | None = None) -> str:
+        """The agent's instructions followed by the prompts of its skills (built-in or `project_skills`)."""
         parts = [agent["instructions"].strip()]
         for skill_id in agent["skills"]:
-            skill = self.skills.get(skill_id)
+            skill = self.skills.get(skill_id) or (project_skills or {}).get(skill_id)
             if skill is not None:
                 parts.append(skill.prompt)
         return "\n\n".join(p for p in parts if p)
@@ -173,10 +193,11 @@ class AgentService:
         return resolved
 
     def request(self, agent: dict[str, Any], message: str, history: list[dict[str, str]],
-                resolved: dict[str, Tool]) -> tuple[ChatCompletionRequest, dict[str, Tool]]:
+                resolved: dict[str, Tool], project_skills: Mapping[str, Skill] | None = None
+                ) -> tuple[ChatCompletionRequest, dict[str, Tool]]:
         tools = {tool.name: tool for tool in resolved.values()}
         messages = []
-        system = self.instructions(agent)
+        system = self.instructions(agent, project_skills)
         if system:
             messages.append(ChatMessage(role="system", content=system))
         messages += [ChatMessage(role=turn["role"], content=turn["content"]) for turn in history]  # type: ignore[arg-type]
@@ -196,12 +217,15 @@ class AgentService:
         """Plan the run (a bad policy or a missing agent raises here, before any event) and return its events."""
         agent = await self.get(ctx, agent_id)
         headers = {"x-tarx-execution-policy": agent["execution_policy"], "x-tarx-project-id": ctx.project.id}
+        if agent.get("llm_key_id"):  # the agent's own BYOK key on the enterprise plane
+            headers["x-tarx-llm-key-id"] = agent["llm_key_id"]
         first: list[Plan] = [await self.chat.plan(ctx.principal, headers)]
 
         async def plans() -> Plan:  # one plan per round: a plan names one call (its log row and evidence)
             return first.pop() if first else await self.chat.plan(ctx.principal, headers)
 
-        request, tools = self.request(agent, message, history, await self.resolve(ctx, agent))
+        request, tools = self.request(agent, message, history, await self.resolve(ctx, agent),
+                                      await self.skills.project_skills(ctx.project.id))
         return loop.run(self.chat, plans, request, tools, max_rounds=self.settings.agent_max_tool_rounds,
                         tool_timeout=self.settings.agent_tool_timeout_seconds)
 

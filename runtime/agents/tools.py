@@ -2,30 +2,32 @@
 
 `http_request` refuses private, loopback, link-local, multicast, reserved and unspecified addresses (unless the
 `agent_http_allow_private` setting allows them): a literal address in the URL, every address a host name resolves
-to, and every redirect hop (redirects are followed here, one at a time, never by the HTTP client). A tool that
-cannot do its work raises `ToolError`; the tool loop turns that into a failed tool result.
+to (the connection then goes to the checked address, pinned), and every redirect hop (runtime/agents/addresses.py).
+A tool that cannot do its work raises `ToolError`; the tool loop turns that into a failed tool result.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
+from runtime.agents import addresses
+from runtime.agents.addresses import MAX_REDIRECTS, AddressRefused, BodyTooLarge, address_allowed
+
+__all__ = ["Tool", "ToolError", "address_allowed", "builtin_tools", "check_url", "http_request_tool",
+           "rag_search_tool"]
+
 if TYPE_CHECKING:
     from runtime.rag import RagService
 
-MAX_REDIRECTS = 5
 MAX_BODY_CHARS = 8000
+MAX_RESPONSE_BYTES = 2 * 1024 * 1024  # read at most this much of a response (the model sees MAX_BODY_CHARS)
 RAG_SEARCH = "rag_search"
 MAX_SNIPPET_CHARS = 600
 
@@ -46,44 +48,14 @@ class Tool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
 
-# ---- the address policy --------------------------------------------------------------------------------------------
-
-def address_allowed(address: str) -> bool:
-    """Whether `address` (a literal IPv4 or IPv6 address) is a public one a tool may reach."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified or not ip.is_global)
-
-
-async def resolve(host: str) -> list[str]:
-    """Every address `host` resolves to (a literal address resolves to itself)."""
-    try:
-        return [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
-        pass
-    try:
-        answers = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError as err:
-        raise ToolError(f"cannot resolve '{host}': {err}") from err
-    return sorted({str(a[4][0]) for a in answers})
-
+# ---- the address policy (runtime/agents/addresses.py) ---------------------------------------------------------------
 
 async def check_url(url: str, allow_private: bool) -> None:
     """Refuse a URL that is not http(s), or whose host is (or resolves to any) non-public address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ToolError(f"only absolute http and https URLs are allowed, not '{url}'")
-    if allow_private:
-        return
-    for address in await resolve(parts.hostname):
-        if not address_allowed(address):
-            raise ToolError(f"refused: '{parts.hostname}' is {address}, a private, loopback, link-local, multicast "
-                            "or reserved address")
+    try:
+        await addresses.check_url(url, allow_private)
+    except AddressRefused as err:
+        raise ToolError(str(err)) from err
 
 
 # ---- the tools -----------------------------------------------------------------------------------------------------
@@ -112,21 +84,17 @@ def http_request_tool(allow_private: bool, timeout: float,
         body = args.get("body")
         content = None if body is None else (body if isinstance(body, str) else json.dumps(body))
         async with httpx.AsyncClient(follow_redirects=False, timeout=timeout, transport=transport) as client:
-            for _hop in range(MAX_REDIRECTS + 1):
-                await check_url(url, allow_private)
-                try:
-                    response = await client.request(method, url, content=content)
-                except httpx.HTTPError as err:
-                    raise ToolError(f"request failed: {type(err).__name__}: {err}") from err
-                if response.is_redirect and "location" in response.headers:
-                    url = urljoin(url, response.headers["location"])
-                    if response.status_code in (301, 302, 303):
-                        method, content = "GET", None
-                    continue
-                return json.dumps({"status": response.status_code, "url": url,
-                                   "content_type": response.headers.get("content-type"),
-                                   "body": response.text[:MAX_BODY_CHARS]})
-        raise ToolError(f"more than {MAX_REDIRECTS} redirects")
+            try:
+                response = await addresses.fetch(client, method, url, allow_private=allow_private,
+                                                        content=content, max_redirects=MAX_REDIRECTS,
+                                                        max_bytes=MAX_RESPONSE_BYTES)
+            except (AddressRefused, BodyTooLarge) as err:
+                raise ToolError(str(err)) from err
+            except httpx.HTTPError as err:
+                raise ToolError(f"request failed: {type(err).__name__}: {err}") from err
+        return json.dumps({"status": response.status, "url": response.url,
+                           "content_type": response.headers.get("content-type"),
+                           "body": response.text[:MAX_BODY_CHARS]})
 
     return Tool(
         "http_request", "Fetch a public web URL with GET or POST and return its status and body.",

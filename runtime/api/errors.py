@@ -37,7 +37,10 @@ def envelope(path: str, err: TarxError) -> dict[str, Any]:
     fam = family(path)
     if fam is Family.platform:
         code = err.extra.get("error_code") or _STATUS_CODES.get(err.status, err.code.upper())
-        return {"detail": err.message, "error_code": code, "status": err.status}
+        body = {"detail": err.message, "error_code": code, "status": err.status}
+        if "node_ids" in err.extra:  # a workflow's validation errors name the offending nodes (seed 001 + issue 14)
+            body["node_ids"] = err.extra["node_ids"]
+        return body
     if fam.compute_envelope:
         status = _COMPUTE_STATUS.get(err.status, "ERROR")
         return {"status": status, "message": err.message, "payload": None}

@@ -78,7 +78,9 @@ def completion_json(result: ChatResult) -> dict[str, Any]:
         message["tool_calls"] = _tool_calls(result.tool_calls)
     return {"id": result.id, "object": "chat.completion", "created": result.created, "model": result.model,
             "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}],
+            "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason,
+                         "logprobs": None if result.logprobs is None else {"content": result.logprobs,
+                                                                           "refusal": None}}],
             "usage": _usage(result), "tarx_route": result.route.as_dict()}
 
 
@@ -98,7 +100,10 @@ async def chunks_json(body: ChatCompletionRequest, call_id: str, events: AsyncIt
     async with aclosing(events):  # a client that went away stops the generation
         async for event in events:
             if isinstance(event, TextDelta):
-                yield chunk({"content": event.text})
+                piece = chunk({"content": event.text})
+                if event.logprobs:
+                    piece["choices"][0]["logprobs"] = {"content": event.logprobs, "refusal": None}
+                yield piece
             elif isinstance(event, ToolCalls):
                 yield chunk({"tool_calls": _tool_calls(event.calls, indexed=True)})
             elif isinstance(event, Final):
@@ -162,17 +167,26 @@ def _model_card(svc: Services, spec: ModelSpec) -> dict[str, Any]:
     status = svc.engine.model_status(spec)
     return {"id": spec.name, "object": "model", "created": svc.started_at_epoch, "owned_by": "tarx",
             "description": spec.description, "source": spec.source, "state": status["state"],
-            "available": status["available"]}
+            "available": status["available"], "embedding_only": spec.embedding_only}
 
 
 @router.get("/models", dependencies=needs_caller)
 async def list_models(svc: Svc) -> dict[str, Any]:
-    return {"object": "list", "data": [_model_card(svc, spec) for spec in svc.engine.registry.all()]}
+    specs = {spec.name: spec for spec in svc.engine.registry.all()}
+    # Aliases (settings model_aliases) are listed as models of their own, naming what they stand for.
+    aliases = [_alias_card(svc, alias, specs[target]) for alias, target in svc.settings.model_aliases.items()
+               if target in specs and alias not in specs]
+    return {"object": "list", "data": [_model_card(svc, spec) for spec in specs.values()] + aliases}
+
+
+def _alias_card(svc: Services, alias: str, spec: ModelSpec) -> dict[str, Any]:
+    return {**_model_card(svc, spec), "id": alias, "alias_of": spec.name}
 
 
 @router.get("/models/{model_id}", dependencies=needs_caller)
 async def get_model(model_id: str, svc: Svc) -> dict[str, Any]:
-    return _model_card(svc, svc.engine.registry.get(model_id))
+    spec = svc.engine.registry.get(model_id)
+    return _model_card(svc, spec) if spec.name == model_id else _alias_card(svc, model_id, spec)
 
 
 @router.get("/health")
@@ -188,7 +202,7 @@ async def health(svc: Svc) -> JSONResponse:
 
 @router.get("/capacity", dependencies=needs_caller)
 async def capacity(svc: Svc) -> dict[str, Any]:
-    return {"object": "capacity", "live": True, "queue_classes": svc.chat.capacity(),
+    return {"object": "capacity", "live": True, "queue_classes": svc.chat.capacity(), "slots": svc.engine.slots(),
             "policies": {policy: {"execution_plane": plane, "queue_class": "enterprise" if plane == "enterprise"
                                   else cls} for policy, (plane, cls) in POLICIES.items()},
             "headers_on_backpressure": ["Retry-After", "x-tarx-queue-class", "x-tarx-backpressure-state"]}

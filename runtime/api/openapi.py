@@ -22,7 +22,9 @@ ENVELOPES: dict[str, dict[str, Any]] = {
     "PlatformError": {
         "type": "object", "required": ["detail", "error_code", "status"],
         "properties": {"detail": {"type": "string"}, "error_code": {"type": "string"},
-                       "status": {"type": "integer"}},
+                       "status": {"type": "integer"},
+                       "node_ids": {"type": "array", "items": {"type": "string"},
+                                    "description": "a workflow's offending node ids (validation errors)"}},
     },
     "ComputeError": {
         "type": "object", "required": ["status", "message", "payload"],

@@ -27,6 +27,10 @@ from runtime.services import Services
 log = logging.getLogger("tarx.auth")
 
 UNDECLARED = USER
+# Inbound workflow webhooks take no credential: the Standard Webhooks signature over the body authorizes the call
+# (runtime/workflows/triggers.py). Public, so any caller gets that far; its kinds stay the user's own, as for every
+# other /api/v1 route, so no key kind gains anything here.
+SIGNED = Reach("signed", USER.kinds, public=True)
 
 ROUTES: dict[tuple[str, str], Reach] = {
     # ---- seed 000: OpenAI-compatible inference, TARX keys, release truth ---------------------------------------
@@ -41,6 +45,13 @@ ROUTES: dict[tuple[str, str], Reach] = {
     ("GET", "/v1/evidence"): TARX,
     ("GET", "/v1/evidence/{evidence_id}"): TARX,
     ("GET", "/v1/usage"): TARX,
+    ("GET", "/v1/rag/status"): TARX,
+    ("GET", "/v1/rag/jobs"): TARX,
+    ("POST", "/v1/rag/jobs"): TARX,
+    ("POST", "/v1/completions"): TARX,  # issue 16: legacy completions and the Responses API
+    ("POST", "/v1/responses"): TARX,
+    ("GET", "/v1/responses/{response_id}"): TARX,
+    ("DELETE", "/v1/responses/{response_id}"): TARX,
     ("GET", "/api/version"): PUBLIC,
     ("GET", "/openai-tools"): PUBLIC,  # the local tools in OpenAI function-calling format: static, no secrets
     ("POST", "/api/keys"): TARX,
@@ -83,6 +94,8 @@ ROUTES: dict[tuple[str, str], Reach] = {
     ("POST", "/api/v1/agents/{agent_id}/chat"): USER,
     ("GET", "/api/v1/skills"): USER,
     ("GET", "/api/v1/skills/{skill_id}"): USER,
+    ("POST", "/api/v1/skills"): USER,
+    ("DELETE", "/api/v1/skills/{skill_id}"): USER,
     ("GET", "/api/v1/mcp"): USER,
     ("POST", "/api/v1/mcp"): USER,
     ("POST", "/api/v1/mcp/discover"): USER,
@@ -94,6 +107,25 @@ ROUTES: dict[tuple[str, str], Reach] = {
     ("PUT", "/api/v1/rags/{rag_id}"): USER,
     ("DELETE", "/api/v1/rags/{rag_id}"): USER,
     ("POST", "/api/v1/rags/{rag_id}/test"): USER,
+    # workflows and executions (issue 14): members read and follow, editors change, execute, approve, cancel
+    ("GET", "/api/v1/workflows"): USER,
+    ("POST", "/api/v1/workflows"): USER,
+    ("GET", "/api/v1/workflows/{workflow_id}"): USER,
+    ("PUT", "/api/v1/workflows/{workflow_id}"): USER,
+    ("DELETE", "/api/v1/workflows/{workflow_id}"): USER,
+    ("POST", "/api/v1/workflows/{workflow_id}/execute"): USER,
+    ("GET", "/api/v1/workflows/{workflow_id}/executions"): USER,
+    ("GET", "/api/v1/executions"): USER,
+    ("GET", "/api/v1/executions/{execution_id}"): USER,
+    ("GET", "/api/v1/executions/{execution_id}/logs"): USER,
+    ("GET", "/api/v1/executions/{execution_id}/stream"): USER,
+    ("POST", "/api/v1/executions/{execution_id}/approve"): USER,
+    ("POST", "/api/v1/executions/{execution_id}/cancel"): USER,
+    # workflow schedules and inbound webhooks (issue 14); the receiver's signature is its authorization
+    ("GET", "/api/v1/workflows/{workflow_id}/schedule"): USER,
+    ("PUT", "/api/v1/workflows/{workflow_id}/schedule"): USER,
+    ("POST", "/api/v1/webhooks/setup/{workflow_id}"): USER,
+    ("POST", "/api/v1/webhooks/{workflow_id}"): SIGNED,
     # ---- seed 003: the compute API; sign-in by one-time code ------------------------------------------------------
     ("POST", "/api/auth/request-otp"): PUBLIC,
     ("POST", "/api/auth/verify-otp"): PUBLIC,

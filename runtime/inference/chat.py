@@ -66,8 +66,15 @@ class ChatService:
         the generation."""
         return await self.planes.stream(plan or await self.plan(None), request)
 
+    def default_embedding_model(self) -> str:
+        """tarx-embed (settings `embedding_model`) when it is installed, else the default chat model."""
+        names = {spec.name for spec in self.engine.registry.all()}
+        return self.settings.embedding_model if self.settings.embedding_model in names else self.settings.default_model
+
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         """Vectors for `request.inputs` (normalised), logged like any inference call."""
+        if request.model is None:
+            request = request.model_copy(update={"model": self.default_embedding_model()})
         result, cpu_seconds, work_id = await self.local.embed(request)
         if request.dimensions is not None:
             width = len(result.vectors[0]) if result.vectors else 0

@@ -37,6 +37,8 @@ EVIDENCE_CONTRACT: dict[str, Any] = {
                                 "allowed_policies": {t: [p for p, ts in ALLOWED_TIERS.items() if t in ts]
                                                      for t in TIERS}},
         "x-tarx-project-id": {"meaning": "attribute usage to this project (id or slug of one of yours)"},
+        "x-tarx-llm-key-id": {"meaning": "enterprise plane: the project's BYOK LLM key to use (default: its newest "
+                                         "key with a base_url)"},
         "x-tarx-max-joules": {"meaning": "energy budget; generation stops when the work reaches it (limited_by), "
                                          "and a budget below the prompt's cost fails with 422"},
         "x-tarx-max-latency-ms": {"meaning": "latency budget; an upstream slower than this falls back to local, "

@@ -63,8 +63,7 @@ class InferenceEngine:
         for w in self._workers.values():
             for cls, n in w.depth().items():
                 classes[cls]["depth"] += n
-            job = w.in_flight
-            if job is not None:
+            for job in w.running():
                 classes[job.queue_class.value]["in_flight"] += 1
         for figures in classes.values():
             waiting = figures["depth"]
@@ -72,6 +71,11 @@ class InferenceEngine:
                 "saturated" if waiting >= self.settings.queue_max else "elevated" if waiting else "normal"
             )
         return classes
+
+    def slots(self) -> dict[str, dict[str, int]]:
+        """Per loaded chat model: the sequences it can decode together, and how many are busy."""
+        return {name: {"total": w.slots, "busy": len(w.running())}
+                for (name, kind), w in self._workers.items() if kind == "chat"}
 
     def model_status(self, spec: ModelSpec) -> dict[str, Any]:
         chat = self._workers.get((spec.name, "chat"))
@@ -83,6 +87,7 @@ class InferenceEngine:
             "error": chat.error if chat else None,
             "embedding_state": emb.state if emb else "unloaded",
             "stats": vars(chat.stats) if chat else None,
+            "slots": {"total": chat.slots, "busy": len(chat.running())} if chat else None,
         }
 
     def begin_shutdown(self) -> None:

@@ -11,7 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
+from runtime.errors import InvalidRequest
 from runtime.inference import constraints
 from runtime.inference.engine import InferenceEngine
 from runtime.inference.results import Embeddings, Generated, TextDelta, ToolCalls
@@ -54,6 +56,12 @@ class LocalChat:
             stops=req.stop_list,
             frequency_penalty=req.frequency_penalty,
             presence_penalty=req.presence_penalty,
+            top_k=req.top_k,
+            min_p=req.min_p,
+            repeat_penalty=req.repeat_penalty,
+            logit_bias=req.token_bias,
+            logprobs=req.logprobs,
+            top_logprobs=req.top_logprobs or 0,
         )
 
     async def start(self, req: ChatCompletionRequest, queue_class: QueueClass, limits: Limits,
@@ -67,6 +75,9 @@ class LocalChat:
         the work is still accounted for.
         """
         spec = self.engine.registry.get(req.model)
+        if spec.embedding_only:
+            raise InvalidRequest(f"Model '{req.model}' is an embedding model: use it with /v1/embeddings.",
+                                 code="model_not_supported")
         job = self._job(req, queue_class, limits, call_id)
         events = self.engine.run(spec, "chat", job)
         first = await anext(events)
@@ -83,10 +94,19 @@ class LocalChat:
         held: list[str] = []
         done: Done | None = None
         failed = False
+        probs: list[dict[str, Any]] = []  # logprobs entries not yet sent (their tokens' text is held back)
+
+        def delta(text: str) -> TextDelta:
+            nonlocal probs
+            out, probs = probs, []
+            return TextDelta(text, out or None) if job.logprobs else TextDelta(text)
+
         try:
             async with aclosing(events):  # a consumer that leaves early stops the generation here
                 async for event in events:
                     if isinstance(event, Token):
+                        if event.logprob is not None:
+                            probs.append(event.logprob)
                         if not decided:
                             held.append(event.text)
                             joined = "".join(held)
@@ -95,12 +115,12 @@ class LocalChat:
                             decided, holding = True, constraints.looks_like_call(joined)
                             if not holding:
                                 held = []
-                                yield TextDelta(joined)
+                                yield delta(joined)
                             continue
                         if holding:
                             held.append(event.text)
-                        else:
-                            yield TextDelta(event.text)
+                        elif event.text:
+                            yield delta(event.text)
                     elif isinstance(event, Done):
                         done = event
                     elif isinstance(event, Failed):
@@ -114,16 +134,18 @@ class LocalChat:
                 task.add_done_callback(self._settling.discard)
         assert done is not None
         text = "".join(held)
-        calls = constraints.parse_calls(text) if holding else []
+        # Held output never leaks call markup: a call cut by max_tokens comes back as far as it was written.
+        content, calls, finish = (constraints.settle(text, done.finish_reason) if holding
+                                  else (text, [], done.finish_reason))
         if calls:
             yield ToolCalls(calls)
-        elif text:
-            yield TextDelta(text)
+        elif content or probs:
+            yield delta(content)
         yield Generated(
-            id=job.id, text="" if calls else done.text, tool_calls=calls,
-            finish_reason="tool_calls" if calls else done.finish_reason, prompt_tokens=done.prompt_tokens,
+            id=job.id, text=content if holding else done.text, tool_calls=calls,
+            finish_reason=finish, prompt_tokens=done.prompt_tokens,
             completion_tokens=done.completion_tokens, cpu_seconds=done.cpu_seconds, queue_ms=done.queue_ms,
-            ttft_ms=done.ttft_ms, total_ms=done.total_ms, limited_by=done.limited_by)
+            ttft_ms=done.ttft_ms, total_ms=done.total_ms, limited_by=done.limited_by, logprobs=done.logprobs)
 
     @staticmethod
     async def _settle(job: ChatJob, on_abandoned: OnAbandoned) -> None:

@@ -65,7 +65,7 @@ ALLOWED_TIERS: dict[str, tuple[str, ...]] = {
     "supercomputer-deep": ("mesh_safe", "public"),
 }
 ROUTE_HEADERS = ("x-tarx-execution-policy", "x-tarx-privacy-tier", "x-tarx-project-id", "x-tarx-max-joules",
-                 "x-tarx-max-latency-ms")
+                 "x-tarx-max-latency-ms", "x-tarx-llm-key-id")
 
 
 class PrivacyViolation(TarxError):
@@ -171,7 +171,7 @@ class PlaneRouter:
         if plane == "supercomputer":
             upstream = await self._hosted(principal)
         elif plane == "enterprise":
-            upstream = await self._enterprise(principal, project_id)
+            upstream = await self._enterprise(principal, project_id, headers.get("x-tarx-llm-key-id"))
         queue = QueueClass.deep if cls == QueueClass.deep else QueueClass.interactive
         asked = (headers.get("x-tarx-queue-class") or "").strip().lower()
         if asked:
@@ -215,7 +215,8 @@ class PlaneRouter:
                         "PUT /api/planes/supercomputer).", status=503, type="server_error",
                         code="upstream_not_configured")
 
-    async def _enterprise(self, principal: Principal | None, project_id: str | None) -> Upstream:
+    async def _enterprise(self, principal: Principal | None, project_id: str | None,
+                          key_id: str | None = None) -> Upstream:
         if principal is None:
             raise TarxError("Enterprise execution needs an API key.", status=401, type="authentication_error",
                             code="tarx_api_key_required")
@@ -225,9 +226,11 @@ class PlaneRouter:
                 raise InvalidRequest("Name the project whose enterprise upstream to use with x-tarx-project-id.",
                                      code="project_required")
             project_id = projects[0].id
-        row = await secret_store.enterprise_upstream(self.db, project_id)
+        # An agent names its own BYOK key (x-tarx-llm-key-id); anything else gets the project's newest one.
+        row = await secret_store.enterprise_upstream(self.db, project_id, (key_id or "").strip() or None)
         if row is None:
-            raise NotFound("This project has no enterprise upstream: add a BYOK LLM key with a base_url.",
+            raise NotFound("This project has no enterprise upstream: add a BYOK LLM key with a base_url."
+                           if not key_id else f"LLM key '{key_id}' is not a key with a base_url in this project.",
                            code="upstream_not_configured")
         return Upstream("enterprise", row["base_url"], self.box.open(row["ciphertext"]), row["provider"] or "byok")
 
@@ -426,7 +429,8 @@ class PlaneRouter:
         self.local.engine.metrics.tokens(body.model, gen.prompt_tokens, gen.completion_tokens)
         return ChatResult(id=gen.id, model=body.model, created=int(time.time()), text=gen.text,
                           tool_calls=gen.tool_calls, finish_reason=gen.finish_reason,
-                          usage=Usage(gen.prompt_tokens, gen.completion_tokens), route=evidence_of(rec))
+                          usage=Usage(gen.prompt_tokens, gen.completion_tokens), route=evidence_of(rec),
+                          logprobs=gen.logprobs)
 
     def capacity(self) -> dict[str, dict[str, Any]]:
         classes = self.local.engine.capacity()

@@ -97,6 +97,8 @@ def template_text(llm: Llama, messages: list[dict[str, str]]) -> str:
 
 
 def render(llm: Llama, fmt: PromptFormat, messages: list[dict[str, Any]], constraint: Constraint) -> Prompt:
+    if constraint.raw_prompt:
+        return raw(llm, "".join(_text(m.get("content")) for m in messages))
     plain = normalise(messages, constraint)
     if fmt == "gemma3":
         text = gemma3_text(plain)
@@ -110,4 +112,16 @@ def render(llm: Llama, fmt: PromptFormat, messages: list[dict[str, Any]], constr
     bos = llm.token_bos()
     if llm._model.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
         tokens.insert(0, bos)
+    return Prompt(tokens, {llm.token_eos()})
+
+
+def raw(llm: Llama, text: str) -> Prompt:
+    """A legacy completion's prompt, as written (no chat template), as llama-server evaluates it: special tokens
+    in the text are parsed, BOS added when the model wants one, generation ends at end-of-generation tokens."""
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    bos = llm.token_bos()
+    if llm._model.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
+        tokens.insert(0, bos)
+    if not tokens:
+        raise InvalidRequest("the prompt is empty", code="invalid_prompt")
     return Prompt(tokens, {llm.token_eos()})

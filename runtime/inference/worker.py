@@ -1,31 +1,27 @@
-"""One thread per loaded model instance: a `Llama` object is not thread-safe, so only its thread touches it.
+"""One worker per loaded model and kind: a bounded two-class queue in the API process, the model in a runner.
 
-Requests wait in a bounded two-class queue (interactive ahead of deep). Tokens go back to asyncio through each
-job's event queue; cancellation is a flag the loop checks between tokens.
+Requests wait here (interactive ahead of deep, 429 past the bounds) and are handed to the model's runner process
+(runtime/inference/runner.py) while it has a free slot: up to `parallel` chat requests decode together there.
+Events come back on the runner's reader thread and go to each job's asyncio queue. A runner that dies fails only
+its own requests (503, `runner_crashed`); the next request starts a fresh one and the queue goes on.
 """
 
 from __future__ import annotations
 
-import codecs
-import gc
 import logging
 import math
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NoReturn
-
-import llama_cpp
-from llama_cpp import Llama, LlamaGrammar
+from typing import Any, Literal, NoReturn
 
 from runtime.config import Settings
-from runtime.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, QueueFull, TarxError
-from runtime.inference import prompts
+from runtime.errors import ModelUnavailable, QueueFull, TarxError
+from runtime.inference.batcher import Order
 from runtime.inference.registry import ModelSpec
-from runtime.inference.stops import StopMatcher
+from runtime.inference.runner import Runner
 from runtime.inference.work import ChatJob, Done, EmbedJob, Failed, Job, QueueClass, Started, Token, Vectors
 
 log = logging.getLogger("tarx.inference")
@@ -42,6 +38,9 @@ class WorkerStats:
     tokens_generated: int = 0
     loads: int = 0
     unloads: int = 0
+    runner_restarts: int = 0  # runners that died under load and were replaced
+    prompt_tokens: int = 0  # prompt tokens of finished requests
+    prompt_tokens_reused: int = 0  # of those, how many came from a slot's KV cache (prefix reuse)
 
 
 class ModelWorker:
@@ -59,13 +58,14 @@ class ModelWorker:
         self.state: State = "unloaded"
         self.error: str | None = None
         self.stats = WorkerStats()
-        self.in_flight: Job | None = None
+        self.slots = max(1, settings.parallel) if kind == "chat" else 1
+        self.in_flight: dict[str, Job] = {}  # handed to the runner, not finished
         self.last_used = time.monotonic()
-        self._llm: Llama | None = None
+        self._runner: Runner | None = None
         self._pending: dict[QueueClass, deque[Job]] = {c: deque() for c in QueueClass}
         self._cond = threading.Condition()
         self._stopping = False
-        self._tokens_per_second = 0.0  # measured decode speed (moving average)
+        self._tokens_per_second = 0.0  # measured decode speed of one stream (moving average)
         self._typical_output = 0.0  # measured completion tokens per request (moving average)
         self._thread = threading.Thread(target=self._run, name=f"tarx-{kind}-{spec.name}", daemon=True)
         self._thread.start()
@@ -86,7 +86,7 @@ class ModelWorker:
                                   f"request (limit {limit:g} s); retry later.",
                              max(self.settings.retry_after_seconds, math.ceil(wait - limit)))
             self._pending[job.queue_class].append(job)
-            self._cond.notify()
+            self._cond.notify_all()
 
     def _refuse(self, job: Job, message: str, retry_after: int) -> NoReturn:
         raise QueueFull(message, headers={"Retry-After": str(retry_after), "x-tarx-queue-class": job.queue_class.value,
@@ -94,19 +94,21 @@ class ModelWorker:
                         extra={"retry_after_seconds": retry_after})
 
     def _expected_wait(self, job: Job) -> float:
-        """Seconds of measured work ahead of `job`: what runs now and what is queued at or above its class
-        (called under the lock). Zero until a generation has been measured."""
+        """Seconds until `job` would get a slot, from the measured decode speed (called under the lock): zero with a
+        slot free and nothing queued ahead; else until the first running request ends, plus the queued work at or
+        above its class spread over the slots. Zero until a generation has been measured."""
         if self._tokens_per_second <= 0:
             return 0.0
-        tokens = 0.0
-        running = self.in_flight
-        if isinstance(running, ChatJob):  # what it may still generate, by its own budget
-            tokens += max((running.max_tokens or self.settings.max_output_tokens) - running.generated, 0)
+        ahead = 0.0
         for cls in QueueClass:
-            tokens += sum(self._typical_tokens(j) for j in self._pending[cls] if isinstance(j, ChatJob))
+            ahead += sum(self._typical_tokens(j) for j in self._pending[cls] if isinstance(j, ChatJob))
             if cls == job.queue_class:
                 break
-        return tokens / self._tokens_per_second
+        if len(self.in_flight) < self.slots and not ahead:
+            return 0.0
+        left = [max((j.max_tokens or self.settings.max_output_tokens) - j.generated, 0)
+                for j in self.in_flight.values() if isinstance(j, ChatJob)]
+        return (min(left, default=0) + ahead / self.slots) / self._tokens_per_second
 
     def _typical_tokens(self, job: ChatJob) -> float:
         budget = job.max_tokens or self.settings.max_output_tokens
@@ -121,7 +123,7 @@ class ModelWorker:
         self._typical_output = tokens if self._typical_output <= 0 else 0.8 * self._typical_output + 0.2 * tokens
 
     def cancel(self, job: Job) -> None:
-        """Stop a job: dropped from the queue if it has not started, stopped between tokens if it has."""
+        """Stop a job: dropped from the queue if it has not started; its slot freed at once if it has."""
         job.cancel()
         with self._cond:
             queue = self._pending[job.queue_class]
@@ -129,10 +131,18 @@ class ModelWorker:
                 queue.remove(job)
                 self.stats.cancelled += 1
                 job.emit(Done("cancelled", 0, 0, _ms_since(job.enqueued_at), None, 0.0, 0.0))
+                return
+            runner = self._runner if job.id in self.in_flight else None
+        if runner is not None:
+            runner.send(("cancel", job.id))
 
     def depth(self) -> dict[str, int]:
         with self._cond:
             return {c.value: len(q) for c, q in self._pending.items()}
+
+    def running(self) -> list[Job]:
+        with self._cond:
+            return list(self.in_flight.values())
 
     def stop(self) -> None:
         with self._cond:
@@ -141,162 +151,188 @@ class ModelWorker:
                 while queue:
                     job = queue.popleft()
                     job.emit(Failed(ModelUnavailable("the runtime is shutting down")))
-            if self.in_flight is not None:
-                self.in_flight.cancel()
+            runner, ids = self._runner, list(self.in_flight)
             self._cond.notify_all()
+        for job_id in ids:
+            if runner is not None:
+                runner.send(("cancel", job_id))
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    # ---- the worker thread ----------------------------------------------------------------------------------
+    # ---- the dispatch thread: hands queued jobs to the runner, unloads when idle ----------------------------
 
     def _next_job(self) -> Job | None:
         with self._cond:
             while True:
                 if self._stopping:
                     return None
-                for cls in QueueClass:  # enum order: interactive first
-                    if self._pending[cls]:
-                        job = self._pending[cls].popleft()
-                        self.in_flight = job
-                        return job
+                if len(self.in_flight) < self.slots:
+                    for cls in QueueClass:  # enum order: interactive first
+                        if self._pending[cls]:
+                            job = self._pending[cls].popleft()
+                            self.in_flight[job.id] = job
+                            return job
                 idle_for = time.monotonic() - self.last_used
                 keep_alive = self.settings.keep_alive_seconds
-                if self._llm is not None and idle_for >= keep_alive:
+                if self._runner is not None and not self.in_flight and idle_for >= keep_alive:
                     self._unload()
                     continue
-                self._cond.wait(timeout=max(keep_alive - idle_for, 0.05) if self._llm is not None else None)
+                idle = self._runner is not None and not self.in_flight
+                self._cond.wait(timeout=max(keep_alive - idle_for, 0.05) if idle else None)
 
     def _run(self) -> None:
         while (job := self._next_job()) is not None:
             try:
                 if job.cancelled.is_set():
+                    self._finished(job)
                     self.stats.cancelled += 1
                     job.emit(Done("cancelled", 0, 0, _ms_since(job.enqueued_at), None, 0.0, 0.0))
-                elif isinstance(job, ChatJob):
-                    self._generate(job)
-                elif isinstance(job, EmbedJob):
-                    self._embed(job)
+                    continue
+                runner = self._ensure_runner()
+                sent = runner.send(self._message(job))
+                if not sent:  # the runner died just now: its reader fails what it held, this one included
+                    continue
             except TarxError as exc:
+                self._finished(job)
                 self.stats.failed += 1
                 job.emit(Failed(exc))
             except Exception as exc:
+                self._finished(job)
                 self.stats.failed += 1
                 log.exception("inference failed for %s", job.id)
                 job.emit(Failed(TarxError(f"inference failed: {type(exc).__name__}", status=500,
                                           type="server_error", code="inference_failed")))
-            finally:
-                with self._cond:
-                    self.in_flight = None
-                    self.last_used = time.monotonic()
-        self._unload()
+        self._drain_and_unload()
 
-    def _load(self) -> Llama:
-        if self._llm is not None:
-            return self._llm
-        self.state, self.error = "loading", None
-        self.on_event("model.loading", {"model": self.spec.name, "kind": self.kind})
-        started = time.perf_counter()
+    def _message(self, job: Job) -> tuple[Any, ...]:
+        if isinstance(job, EmbedJob):
+            return ("embed", job.id, job.inputs)
+        assert isinstance(job, ChatJob)
+        return ("chat", Order(
+            id=job.id, messages=job.messages, constraint=job.constraint,
+            max_tokens=job.max_tokens or self.settings.max_output_tokens, temperature=job.temperature,
+            top_p=job.top_p, top_k=job.top_k, min_p=job.min_p, repeat_penalty=job.repeat_penalty,
+            frequency_penalty=job.frequency_penalty, presence_penalty=job.presence_penalty, seed=job.seed,
+            stops=job.stops, logit_bias=job.logit_bias, logprobs=job.logprobs, top_logprobs=job.top_logprobs,
+            seconds_left=None if job.deadline is None else job.deadline - time.perf_counter(),
+            max_cpu_seconds=job.max_cpu_seconds, sent_at=time.monotonic()))
+
+    def _finished(self, job: Job) -> None:
+        with self._cond:
+            self.in_flight.pop(job.id, None)
+            self.last_used = time.monotonic()
+            self._cond.notify_all()
+
+    def _ensure_runner(self) -> Runner:
+        with self._cond:
+            if self._runner is not None:
+                return self._runner
+        # Resolving may assemble the bundled Gemma file the first time: done here, never under the lock.
         try:
             path = self.spec.resolve(self.settings.data_dir)
-            kwargs: dict = dict(
-                model_path=str(path),
-                n_ctx=self.settings.n_ctx,
-                n_threads=self.settings.threads,
-                n_threads_batch=self.settings.threads,
-                n_batch=self.settings.n_batch,
-                verbose=False,
-            )
-            if self.kind == "embedding":
-                # Each input is decoded whole, so the batch must hold a full context; mean-pool to one vector.
-                kwargs.update(embedding=True, n_batch=self.settings.n_ctx, n_ubatch=self.settings.n_ctx,
-                              pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
-            self._llm = Llama(**kwargs)
         except Exception as exc:
-            self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
-            self.on_event("model.error", {"model": self.spec.name, "kind": self.kind, "error": self.error})
+            self._load_failed(f"{type(exc).__name__}: {exc}")
             raise ModelUnavailable(f"model '{self.spec.name}' could not be loaded: {self.error}") from exc
-        self.state = "ready"
-        self.stats.loads += 1
-        self.on_event("model.ready", {"model": self.spec.name, "kind": self.kind,
-                                      "load_ms": round(_ms_since(started), 1)})
-        return self._llm
+        self.state, self.error = "loading", None
+        self.on_event("model.loading", {"model": self.spec.name, "kind": self.kind})
+        config = {"kind": self.kind, "path": str(path), "prompt_format": self.spec.prompt_format,
+                  "n_ctx": min(self.settings.n_ctx, self.spec.context_length or self.settings.n_ctx),
+                  "n_batch": self.settings.n_batch, "parallel": self.slots,
+                  "threads": self.settings.threads, "prefix_reuse": self.settings.cache_prompt,
+                  "prefill_chunk": self.settings.prefill_chunk}
+        holder: list[Runner] = []
+        runner = Runner(config, lambda m: self._on_message(holder[0], m), lambda code: self._on_exit(holder[0], code))
+        holder.append(runner)
+        with self._cond:
+            self._runner = runner
+        return runner
+
+    def _load_failed(self, error: str) -> None:
+        self.state, self.error = "error", error
+        self.on_event("model.error", {"model": self.spec.name, "kind": self.kind, "error": error})
 
     def _unload(self) -> None:
-        if self._llm is None:
+        """Stop the idle runner (called under the lock): its process exits and gives all its memory back."""
+        runner, self._runner = self._runner, None
+        if runner is None:
             return
-        self._llm.close()
-        self._llm = None
-        gc.collect()
+        runner.expected_exit = True
+        threading.Thread(target=runner.stop, name="tarx-runner-stop", daemon=True).start()
         self.state = "unloaded"
         self.stats.unloads += 1
         self.on_event("model.unloaded", {"model": self.spec.name, "kind": self.kind})
 
-    def _generate(self, job: ChatJob) -> None:
-        llm = self._load()
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        queue_ms = (t0 - job.enqueued_at) * 1000
-        prompt = prompts.render(llm, self.spec.prompt_format, job.messages, job.constraint)
-        n_prompt, n_ctx = len(prompt.tokens), llm.n_ctx()
-        if n_prompt >= n_ctx:
-            raise ContextLengthExceeded(
-                f"The prompt is {n_prompt} tokens; this model's context is {n_ctx} tokens."
-            )
-        budget = min(job.max_tokens or self.settings.max_output_tokens, n_ctx - n_prompt)
-        grammar = LlamaGrammar.from_string(job.constraint.grammar, verbose=False) if job.constraint.grammar else None
-        llm.set_seed(job.seed if job.seed is not None else random.randrange(2**31))
-        if not self.settings.cache_prompt:
-            llm.reset()  # evaluate the whole prompt afresh (see Settings.cache_prompt)
-        job.emit(Started(queue_ms, n_prompt))
+    def _drain_and_unload(self) -> None:
+        """At shutdown: let cancelled requests report (they were told to stop), then stop the runner."""
+        deadline = time.monotonic() + 10
+        with self._cond:
+            while self.in_flight and time.monotonic() < deadline:
+                self._cond.wait(0.05)
+            runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.expected_exit = True
+            runner.stop()
+            self.state = "unloaded"
+        with self._cond:
+            left = list(self.in_flight.values())
+            self.in_flight.clear()
+        for job in left:
+            job.emit(Failed(ModelUnavailable("The runtime is shutting down; the generation was stopped.",
+                                             code="runtime_shutting_down")))
 
-        vocab = llm._model.vocab
-        matcher = StopMatcher(job.stops)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        parts: list[str] = []
-        n_out, finish, ttft, limited_by = 0, "length", None, None
-        tokens = llm.generate(
-            prompt.tokens, temp=job.temperature, top_p=job.top_p, top_k=0, min_p=0.0, repeat_penalty=1.0,
-            frequency_penalty=job.frequency_penalty, presence_penalty=job.presence_penalty, grammar=grammar,
-        )
-        try:
-            for tok in tokens:
-                if job.cancelled.is_set():
-                    finish = "cancelled"
-                    break
-                if llama_cpp.llama_vocab_is_eog(vocab, tok) or tok in prompt.stop_token_ids:
-                    finish = "stop"
-                    break
-                # The energy budget is checked before a token counts: a budget the prompt alone exhausts yields
-                # no output, which the router reports as an explicit failure.
-                if job.max_cpu_seconds is not None and time.process_time() - cpu0 >= job.max_cpu_seconds:
-                    limited_by = "max_joules"
-                    break
-                n_out += 1
-                job.generated = n_out
-                text = matcher.feed(decoder.decode(llm.detokenize([tok])))
-                if text:
-                    if ttft is None:
-                        ttft = (time.perf_counter() - t0) * 1000
-                    parts.append(text)
-                    job.emit(Token(text))
-                if matcher.stopped:
-                    finish = "stop"
-                    break
-                if n_out >= budget:
-                    break
-                if job.deadline is not None and time.perf_counter() >= job.deadline:
-                    limited_by = "max_latency_ms"
-                    break
-        finally:
-            tokens.close()
-        if not matcher.stopped and finish != "cancelled":
-            tail = matcher.flush() + decoder.decode(b"", final=True)
-            if tail:
-                parts.append(tail)
-                job.emit(Token(tail))
+    # ---- the runner's reader thread -------------------------------------------------------------------------
+
+    def _on_message(self, runner: Runner, message: Any) -> None:
+        if isinstance(message, list):
+            for event in message:
+                self._on_event(event)
+            return
+        op = message[0]
+        if op == "ready":
+            self.state = "ready"
+            self.stats.loads += 1
+            self.on_event("model.ready", {"model": self.spec.name, "kind": self.kind, "load_ms": round(message[1], 1),
+                                          "runner_pid": runner.pid})
+        elif op == "load_error":
+            self._load_failed(message[1])
+            runner.expected_exit = True
+            self._fail_all(runner, ModelUnavailable(f"model '{self.spec.name}' could not be loaded: {message[1]}"))
+
+    def _on_event(self, event: tuple[Any, ...]) -> None:
+        op, job_id = event[0], event[1]
+        with self._cond:
+            job = self.in_flight.get(job_id)
+        if job is None:
+            return
+        if op == "token":
+            if isinstance(job, ChatJob):
+                job.generated += 1
+            job.emit(Token(event[2], event[3]))
+        elif op == "started":
+            job.emit(Started(_ms_since(job.enqueued_at), event[2]))
+        elif op == "done":
+            self._done(job, event[2])
+        elif op == "vectors":
+            self._finished(job)
+            self.stats.completed += 1
+            job.emit(Vectors(event[2], event[3], event[4]))
+        elif op == "failed":
+            self._finished(job)
+            self.stats.failed += 1
+            message, status, type_, code = event[2]
+            job.emit(Failed(TarxError(message, status=status, type=type_, code=code)))
+
+    def _done(self, job: Job, d: dict[str, Any]) -> None:
+        self._finished(job)
+        n_out, finish, ttft = d["completion_tokens"], d["finish_reason"], d["ttft_ms"]
         self.stats.tokens_generated += n_out
+        self.stats.prompt_tokens += d["prompt_tokens"]
+        self.stats.prompt_tokens_reused += d["reused"]
+        if d["tail"]:
+            job.emit(Token(d["tail"]))
         if finish != "cancelled" and ttft is not None and n_out >= 4:
-            self._measured(n_out, time.perf_counter() - t0 - ttft / 1000)
+            self._measured(n_out, (d["total_ms"] - ttft) / 1000)
         if finish == "cancelled":
             self.stats.cancelled += 1
             if self._stopping:  # cut short by shutdown, not by the client: tell the client why
@@ -305,47 +341,38 @@ class ModelWorker:
                 return
         else:
             self.stats.completed += 1
-        job.emit(Done(finish, n_prompt, n_out, queue_ms, ttft, (time.perf_counter() - t0) * 1000,
-                      time.process_time() - cpu0, "".join(parts), limited_by))
+        job.emit(Done(finish, d["prompt_tokens"], n_out, _ms_since(job.enqueued_at) - d["total_ms"], ttft,
+                      d["total_ms"], d["cpu_seconds"], d["text"], d["limited_by"], d["logprobs"], d["reused"]))
 
-    def _embed(self, job: EmbedJob) -> None:
-        llm = self._load()
-        cpu0 = time.process_time()
-        n_ctx, n_vocab = llm.n_ctx(), llm.n_vocab()
-        batches: list[list[int]] = []
-        for i, item in enumerate(job.inputs):
-            tokens = item if isinstance(item, list) else llm.tokenize(item.encode("utf-8"), add_bos=True,
-                                                                      special=False)
-            if not tokens:
-                raise InvalidRequest(f"input {i} is empty")
-            if any(t >= n_vocab for t in tokens):
-                raise InvalidRequest(f"input {i} holds a token id outside this model's vocabulary (0..{n_vocab - 1})")
-            if len(tokens) > n_ctx:
-                raise ContextLengthExceeded(f"input {i} is {len(tokens)} tokens; this model's context is {n_ctx} "
-                                            "tokens.")
-            batches.append(tokens)
-        # One decode per input: a vector must not depend on what else was sent with it (batched decoding gives
-        # slightly different numbers for the same text).
-        vectors = [self._vector(llm, tokens) for tokens in batches]
-        self.stats.completed += 1
-        job.emit(Vectors(vectors, sum(len(t) for t in batches), time.process_time() - cpu0))
+    def _on_exit(self, runner: Runner, code: int | None) -> None:
+        if runner.expected_exit:
+            self._fail_all(runner, ModelUnavailable("The model's runner stopped; the request was not completed.",
+                                                    code="runner_stopped"))
+            return
+        log.error("model runner for %s (%s, pid %s) died with exit code %s; failing its requests and restarting",
+                  self.spec.name, self.kind, runner.pid, code)
+        self.stats.runner_restarts += 1
+        self.on_event("model.runner_died", {"model": self.spec.name, "kind": self.kind, "pid": runner.pid,
+                                            "exit_code": code})
+        self._fail_all(runner, ModelUnavailable(
+            f"The runner for model '{self.spec.name}' stopped unexpectedly (exit code {code}) while this request "
+            "ran; the runtime restarted it. Retry the request.", code="runner_crashed"))
 
-    @staticmethod
-    def _vector(llm: Llama, tokens: list[int]) -> list[float]:
-        # Llama.embed's own steps for one sequence (every token an output, as embedding mode needs), on token
-        # ids, so ids sent by the client embed as they are. An empty sequence never gets here: the binding would
-        # write before its batch (index -1) and corrupt memory.
-        llm._ctx.kv_cache_clear()
-        llm._batch.reset()
-        llm._batch.add_sequence(tokens, 0, True)
-        try:
-            llm._ctx.decode(llm._batch)
-        finally:
-            llm._batch.reset()
-        ptr = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)
-        vec = [float(v) for v in ptr[: llm.n_embd()]]
-        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-        return [v / norm for v in vec]
+    def _fail_all(self, runner: Runner, error: TarxError) -> None:
+        """Fail every request the runner held and forget the runner; queued requests go to the next one."""
+        with self._cond:
+            if self._runner is not runner:  # already replaced: what runs now belongs to its successor
+                return
+            self._runner = None
+            if self.state != "error":
+                self.state = "unloaded"
+            failed = list(self.in_flight.values())
+            self.in_flight.clear()
+            self.last_used = time.monotonic()
+            self._cond.notify_all()
+        for job in failed:
+            self.stats.failed += 1
+            job.emit(Failed(error))
 
 
 def _ms_since(t: float) -> float:

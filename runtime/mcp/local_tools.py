@@ -45,6 +45,14 @@ LOCAL_TOOLS: tuple[LocalTool, ...] = (
             "source_id": {"type": "string", "description": "Search only this RAG source (default: all of them)."},
         }, ["query"])),
     LocalTool(
+        "agent_chat",
+        "Send a message to one of the project's agents on the local TARX runtime (its instructions, tools, RAG "
+        "sources and skills apply) and get its answer, with the tools it called.",
+        _object({
+            "agent": {"type": "string", "description": "The agent's id (agt_...) or its name."},
+            "message": {"type": "string", "description": "The user message."},
+        }, ["agent", "message"])),
+    LocalTool(
         "submit_job",
         "Submit a shell command as a job to the local TARX runtime's compute queue; a worker node runs it. "
         "Returns the job (its id and state).",

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from runtime.agents import addresses
+from runtime.agents.addresses import AddressRefused
 from runtime.auth.access import ADMIN, READ, WRITE, ProjectContext, require
 from runtime.auth.secretbox import SecretBox
 from runtime.errors import Conflict, InvalidRequest, NotFound, TarxError
@@ -63,8 +65,9 @@ def _check(transport: Transport) -> None:
 
 class McpService:
     def __init__(self, db: Database, box: SecretBox, *, discover_timeout: float = 20.0,
-                 call_timeout: float = 30.0) -> None:
+                 call_timeout: float = 30.0, allow_private: bool = False) -> None:
         self.db = db
+        self.allow_private = allow_private  # settings.agent_http_allow_private: any editor may use private URLs
         self.box = box
         self.discover_timeout = discover_timeout
         self.call_timeout = call_timeout
@@ -73,6 +76,13 @@ class McpService:
         await require(self.db, ctx, WRITE, action)
         if transport.kind == "stdio":  # it runs a program on this machine
             await require(self.db, ctx, ADMIN, f"{action}.command")
+        elif transport.url and not self.allow_private:
+            # A URL at a private, loopback or link-local address reaches this machine or its network, as a command
+            # does: admins and owners only (http_request's address policy, runtime/agents/addresses.py).
+            try:
+                await addresses.check_url(transport.url, allow_private=False)
+            except AddressRefused:
+                await require(self.db, ctx, ADMIN, f"{action}.private_url")
 
     async def _row(self, ctx: ProjectContext, server_id: str) -> dict[str, Any]:
         row = await store.get(self.db, ctx.project.id, server_id)

@@ -8,8 +8,10 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-CHUNK_CHARS = 800
-OVERLAP_CHARS = 100
+# 500 characters is about 110 WordPiece tokens of English: inside what tarx-embed (all-MiniLM-L6-v2, trained on
+# 128-token inputs, 512 positions at most) embeds well, so a chunk is embedded whole.
+CHUNK_CHARS = 500
+OVERLAP_CHARS = 80
 SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf"})
 
 
@@ -70,10 +72,25 @@ def html_text(markup: str) -> str:
 def file_text(path: Path) -> str:
     """The text of a supported file (blocking: run it in a thread)."""
     suffix = path.suffix.lower()
-    data = path.read_bytes()
-    if suffix == ".pdf":
+    kind = "pdf" if suffix == ".pdf" else "html" if suffix in (".html", ".htm") else "text"
+    return bytes_text(path.read_bytes(), kind)
+
+
+def content_kind(content_type: str | None, url: str) -> str:
+    """"pdf", "html" or "text" for a fetched document, from its content type, else its URL's suffix."""
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime == "application/pdf" or (not mime and url.lower().endswith(".pdf")):
+        return "pdf"
+    if mime in ("text/html", "application/xhtml+xml") or (not mime and url.lower().endswith((".html", ".htm"))):
+        return "html"
+    return "text"
+
+
+def bytes_text(data: bytes, kind: str) -> str:
+    """The text of a document's bytes (blocking for PDFs: run it in a thread)."""
+    if kind == "pdf":
         from pypdf import PdfReader
 
         return "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages)
     text = data.decode("utf-8", errors="replace")
-    return html_text(text) if suffix in (".html", ".htm") else text
+    return html_text(text) if kind == "html" else text

@@ -12,7 +12,7 @@ from runtime.store.ids import new_id
 
 LISTS = ("tools", "rag_source_ids", "skills")
 FIELDS = ("name", "description", "instructions", "model", "execution_policy", "temperature", "max_tokens",
-          "tool_choice", *LISTS)
+          "tool_choice", "llm_key_id", *LISTS)
 
 
 def _row(row: Any) -> dict[str, Any]:

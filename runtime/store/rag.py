@@ -138,3 +138,13 @@ async def chunks(db: Database, project_id: str, chunk_ids: Sequence[int]) -> dic
         f"JOIN rag_documents d ON d.id = c.document_id WHERE c.project_id = ? AND c.id IN ({_in(chunk_ids)})",
         (project_id, *chunk_ids))
     return {r["id"]: dict(r) for r in rows}
+
+
+async def reachable(db: Database) -> bool:
+    """The RAG tables answer (the status route's local index reachability)."""
+    try:
+        await db.fetchall("SELECT 1 FROM rag_chunks LIMIT 1")
+        await db.fetchall("SELECT rowid FROM rag_fts LIMIT 1")
+    except Exception:
+        return False
+    return True

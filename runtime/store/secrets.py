@@ -36,11 +36,12 @@ async def list_for(db: Database, project_id: str, kind: str) -> list[dict[str, A
     return [dict(r) for r in rows]
 
 
-async def enterprise_upstream(db: Database, project_id: str) -> dict[str, Any] | None:
-    """The project's newest BYOK LLM key that names an endpoint (base_url): its enterprise upstream."""
+async def enterprise_upstream(db: Database, project_id: str, key_id: str | None = None) -> dict[str, Any] | None:
+    """The project's BYOK LLM key `key_id`, or its newest one, that names an endpoint (base_url): its enterprise
+    upstream."""
     row = await db.fetchone("SELECT name, provider, base_url, ciphertext FROM project_secrets WHERE project_id = ? "
-                            "AND kind = 'llm_key' AND base_url IS NOT NULL ORDER BY created_at DESC LIMIT 1",
-                            (project_id,))
+                            "AND kind = 'llm_key' AND base_url IS NOT NULL AND (? IS NULL OR id = ?) "
+                            "ORDER BY created_at DESC LIMIT 1", (project_id, key_id, key_id))
     return dict(row) if row else None
 
 

@@ -7,20 +7,36 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
+from runtime.agents.tools import RAG_SEARCH, builtin_tools
 from runtime.api.families import Family, family
 from runtime.store.jobs import TERMINAL, JobState
 from tarx_console.client.errors import ClientError, NotFound, Refused, UnexpectedResponse, Unreachable, from_body
+from tarx_console.client.events import ChatEvent, chat_event
+from tarx_console.client.workflow_events import (
+    EXECUTION_STATES,
+    FINISHED_STATES,
+    ExecutionEvent,
+    GraphRejected,
+    execution_event,
+)
 
 KEY_KINDS = ("tarx", "platform", "compute")
 # Job states as the wire spells them, from their one definition in the runtime.
 JOB_STATES: tuple[str, ...] = tuple(state.value for state in JobState)
 TERMINAL_STATES: frozenset[str] = frozenset(state.value for state in TERMINAL)
 PAGE_MAX = 500  # /v0/jobs' largest page
+# An agent's built-in tools, from their one definition (MCP tools come from the project's servers).
+AGENT_TOOLS: tuple[str, ...] = tuple(sorted([*builtin_tools(), RAG_SEARCH]))
+# runtime.inference.planes.POLICIES' names, spelled out: importing that module loads llama_cpp (a second).
+EXECUTION_POLICIES = ("local", "supercomputer-fast", "supercomputer-deep", "enterprise-private", "enterprise-byo")
+TOOL_CHOICES = ("auto", "required", "none")  # or the name of one of the agent's tools
 
 
 def _error_from(response: httpx.Response) -> Refused:
@@ -69,6 +85,13 @@ class TarxClient:
             self.http.headers["X-Project-ID"] = project_id
         else:
             self.http.headers.pop("X-Project-ID", None)
+
+    def use_key(self, key: str | None) -> None:
+        """Sign in with another key from now on (after the one in use was revoked)."""
+        if key:
+            self.http.headers["Authorization"] = f"Bearer {key}"
+        else:
+            self.http.headers.pop("Authorization", None)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -203,12 +226,14 @@ class TarxClient:
 
     # ---- jobs ------------------------------------------------------------------------------------------------------
 
-    async def list_jobs(self, limit: int = 1000, state: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        """The newest `limit` jobs (pages of up to 500) and how many there are in all."""
+    async def list_jobs(self, limit: int = 1000, state: str | None = None,
+                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """`limit` jobs from the `offset`-th newest on (pages of up to 500), and how many there are in all."""
         items: list[dict[str, Any]] = []
-        page, total = 1, 0
+        # The API pages by number: one page size throughout, and one that divides the offset.
+        size = math.gcd(offset, min(PAGE_MAX, limit)) if offset else min(PAGE_MAX, limit)
+        page, total = offset // size + 1, 0
         while len(items) < limit:
-            size = min(PAGE_MAX, limit - len(items))
             params: dict[str, Any] = {"page": page, "pageSize": size, **({"state": state} if state else {})}
             body = await self._call("GET", "/v0/jobs", params=params)
             items += body["items"]
@@ -240,6 +265,10 @@ class TarxClient:
 
     async def retry_job(self, job_id: str) -> dict[str, Any]:
         return await self._call("POST", "/api/compute/jobs/retry", json={"jobId": job_id})
+
+    async def job_log(self, job_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The job's log lines so far (after sequence `after`), without waiting for more."""
+        return (await self._call("GET", f"/v0/jobs/{job_id}/logs", params={"after": after}))["items"]
 
     async def follow_job_log(self, job_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """The job's log lines after sequence `after`, as they arrive, then one `{"end": …}` record.
@@ -279,3 +308,222 @@ class TarxClient:
 
     async def drain_node(self, node_id: str) -> dict[str, Any]:
         return await self._call("POST", f"/v0/agents/{node_id}:drain")
+
+    # ---- agents, chat, RAG sources, MCP servers, skills (seed 001, 002) -----------------------------------------
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The runtime's models (GET /v1/models): the ones an agent may name."""
+        return (await self._call("GET", "/v1/models"))["data"]
+
+    async def list_agents(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/api/v1/agents"))["items"]
+
+    async def agent(self, agent_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/api/v1/agents/{agent_id}")
+
+    async def create_agent(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/api/v1/agents", json=fields)
+
+    async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("PUT", f"/api/v1/agents/{agent_id}", json=fields)
+
+    async def delete_agent(self, agent_id: str) -> str:
+        await self._call("DELETE", f"/api/v1/agents/{agent_id}")
+        return agent_id
+
+    async def chat_agent(self, agent_id: str, message: str,
+                         history: list[dict[str, str]] | None = None) -> AsyncIterator[ChatEvent]:
+        """One chat turn with an agent, its events as they arrive (POST /api/v1/agents/{id}/chat, SSE).
+
+        Close the iterator (`contextlib.aclosing`) to stop the turn: that closes the HTTP stream, and the runtime
+        stops generating. A refusal before the stream starts raises; an `error` event arrives as ChatFailed."""
+        body = {"message": message, "history": history or [], "stream": True}
+        try:
+            async with self.http.stream("POST", f"/api/v1/agents/{agent_id}/chat", json=body,
+                                        headers={"Accept": "text/event-stream"},
+                                        timeout=httpx.Timeout(60, read=None)) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    raise _error_from(r)
+                async for sse in EventSource(r).aiter_sse():
+                    event = chat_event(sse.event, sse.data)
+                    if event is not None:
+                        yield event
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from exc
+
+    async def agent_reply(self, agent_id: str, message: str,
+                          history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """One chat turn with an agent, answered whole (seed 002's `stream: false` schema)."""
+        body = {"message": message, "history": history or [], "stream": False}
+        return await self._call("POST", f"/api/v1/agents/{agent_id}/chat", json=body)
+
+    async def skills(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/api/v1/skills"))["items"]
+
+    async def rag_source(self, rag_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/api/v1/rags/{rag_id}")
+
+    async def create_rag(self, name: str, kind: str, config: dict[str, Any], description: str = "") -> dict[str, Any]:
+        """A new RAG source; it indexes in the background (watch its `state`, `documents` and `chunks`)."""
+        body = {"name": name, "kind": kind, "config": config, "description": description}
+        return await self._call("POST", "/api/v1/rags", json=body)
+
+    async def delete_rag(self, rag_id: str) -> str:
+        await self._call("DELETE", f"/api/v1/rags/{rag_id}")
+        return rag_id
+
+    async def list_mcp(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/api/v1/mcp"))["items"]
+
+    async def mcp_server(self, mcp_id: str, refresh: bool = False) -> dict[str, Any]:
+        """One MCP server with its tools; `refresh` discovers them now instead of using the last discovery."""
+        return await self._call("GET", f"/api/v1/mcp/{mcp_id}", params={"refresh": str(refresh).lower()})
+
+    async def create_mcp(self, name: str, transport: dict[str, Any], description: str = "") -> dict[str, Any]:
+        """Connect an MCP server: `transport` is {"transport": "stdio", "command", "args", "env"} or
+        {"transport": "streamable_http", "url", "headers"}."""
+        return await self._call("POST", "/api/v1/mcp", json={"name": name, "description": description, **transport})
+
+    async def discover_mcp(self, transport: dict[str, Any]) -> list[dict[str, Any]]:
+        """The tools a server offers, without connecting it to the project."""
+        return (await self._call("POST", "/api/v1/mcp/discover", json=transport))["tools"]
+
+    async def delete_mcp(self, mcp_id: str) -> str:
+        await self._call("DELETE", f"/api/v1/mcp/{mcp_id}")
+        return mcp_id
+
+    # ---- workflows, executions, schedules, inbound webhooks (seed 001, 002) ----------------------------------
+
+    async def list_workflows(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/api/v1/workflows", params={"per_page": 200}))["items"]
+
+    async def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """One workflow with its nodes and edges."""
+        return await self._call("GET", f"/api/v1/workflows/{workflow_id}")
+
+    async def _graph_call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A create or update: an invalid graph (422) raises GraphRejected, with the node ids the answer lists."""
+        r = await self._send(method, path, json=body)
+        if r.status_code == 422:
+            try:
+                detail = r.json()
+            except ValueError:
+                detail = None
+            if isinstance(detail, dict) and "detail" in detail:
+                named = detail.get("node_ids")
+                raise GraphRejected(422, str(detail["detail"]), detail.get("error_code"),
+                                    [str(n) for n in named] if isinstance(named, list) else [])
+        if r.status_code >= 400:
+            raise _error_from(r)
+        return _json(r)
+
+    async def create_workflow(self, name: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]],
+                              description: str = "") -> dict[str, Any]:
+        body = {"name": name, "description": description, "nodes": nodes, "edges": edges}
+        return await self._graph_call("POST", "/api/v1/workflows", body)
+
+    async def update_workflow(self, workflow_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """PUT the fields given (name, description, nodes, edges); a graph the runtime finds invalid raises
+        GraphRejected naming the offending nodes."""
+        return await self._graph_call("PUT", f"/api/v1/workflows/{workflow_id}", fields)
+
+    async def delete_workflow(self, workflow_id: str) -> str:
+        await self._call("DELETE", f"/api/v1/workflows/{workflow_id}")
+        return workflow_id
+
+    async def execute_workflow(self, workflow_id: str, input: Any = "") -> dict[str, Any]:
+        """Start an execution: {"execution_id", "status": "pending"}."""
+        return await self._call("POST", f"/api/v1/workflows/{workflow_id}/execute", json={"input": input})
+
+    async def schedule(self, workflow_id: str) -> dict[str, Any]:
+        """The workflow's schedule: enabled, cron, timezone and `next_run_times`."""
+        return await self._call("GET", f"/api/v1/workflows/{workflow_id}/schedule")
+
+    async def set_schedule(self, workflow_id: str, enabled: bool, cron: str, timezone: str = "UTC") -> dict[str, Any]:
+        """Enable or disable the schedule trigger; the answer shows the next run times."""
+        body = {"enabled": enabled, "cron": cron, "timezone": timezone}
+        return await self._call("PUT", f"/api/v1/workflows/{workflow_id}/schedule", json=body)
+
+    async def setup_webhook(self, workflow_id: str) -> dict[str, Any]:
+        """A new inbound webhook URL and its signing secret (shown this once)."""
+        return await self._call("POST", f"/api/v1/webhooks/setup/{workflow_id}")
+
+    async def list_executions(self, workflow_id: str | None = None, status: str | None = None,
+                              limit: int = 200) -> list[dict[str, Any]]:
+        """The newest `limit` executions, newest first, optionally of one workflow and in one state."""
+        params: dict[str, Any] = {"limit": min(limit, 200)}
+        if workflow_id:
+            params["workflow_id"] = workflow_id
+        if status:
+            params["status"] = status
+        items: list[dict[str, Any]] = []
+        while True:
+            body = await self._call("GET", "/api/v1/executions", params=params)
+            page = body["items"] if isinstance(body, dict) else body
+            items += page
+            cursor = body.get("next_cursor") if isinstance(body, dict) else None
+            if not cursor or not page or len(items) >= limit:
+                return items[:limit]
+            params["cursor"] = cursor
+
+    async def execution_counts(self, newest: int = 200) -> tuple[dict[str, int], bool]:
+        """The newest `newest` executions counted by state (one request: a console polls this, and /api/v1 allows
+        200 requests a minute), and whether that is all of them."""
+        items = await self.list_executions(limit=newest)
+        counts = dict.fromkeys(EXECUTION_STATES, 0)
+        for ex in items:
+            counts[ex["status"]] = counts.get(ex["status"], 0) + 1
+        return counts, len(items) < newest
+
+    async def execution(self, execution_id: str) -> dict[str, Any]:
+        """One execution with its `node_results`."""
+        return await self._call("GET", f"/api/v1/executions/{execution_id}")
+
+    async def execution_logs(self, execution_id: str) -> Any:
+        """The full log: input and output per node."""
+        return await self._call("GET", f"/api/v1/executions/{execution_id}/logs")
+
+    async def approve_execution(self, execution_id: str, approved: bool, comment: str = "",
+                                node_id: str | None = None) -> dict[str, Any]:
+        """Approve (or reject) the human-in-loop node an execution waits on (`node_id` when several wait)."""
+        body: dict[str, Any] = {"approved": approved, "comment": comment or None}
+        if node_id:
+            body["node_id"] = node_id
+        return await self._call("POST", f"/api/v1/executions/{execution_id}/approve", json=body)
+
+    async def cancel_execution(self, execution_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/executions/{execution_id}/cancel")
+
+    async def follow_execution(self, execution_id: str, after: int = 0,
+                               retry_seconds: float = 0.5) -> AsyncIterator[ExecutionEvent]:
+        """The execution's events after sequence `after` as they arrive (GET /executions/{id}/stream, SSE),
+        ending after the one that finishes it (a finished execution's stream replays and closes).
+
+        A dropped connection is opened again with `Last-Event-ID` set to the last event received, so no event is
+        lost or repeated; while the runtime cannot be reached it retries every `retry_seconds`. A refusal (an
+        unknown execution, a revoked key) raises."""
+        while True:
+            headers = {"Last-Event-ID": str(after), "Accept": "text/event-stream"}
+            try:
+                async with self.http.stream("GET", f"/api/v1/executions/{execution_id}/stream", headers=headers,
+                                            timeout=httpx.Timeout(30, read=None)) as r:
+                    if r.status_code >= 400:
+                        await r.aread()
+                        raise _error_from(r)
+                    async for sse in EventSource(r).aiter_sse():
+                        if not sse.event and not sse.data:
+                            continue
+                        event = execution_event(sse.id, sse.event, sse.data)
+                        if event.seq and event.seq <= after:
+                            continue  # already seen (a runtime replaying more than it was asked for)
+                        after = event.seq or after
+                        yield event
+                        if event.final:
+                            return
+                # Closed without the final event: over (a finished run's replay), or a runtime shutting down.
+                if (await self.execution(execution_id)).get("status") in FINISHED_STATES:
+                    return
+            except (httpx.TransportError, httpx.StreamError, Unreachable):
+                pass
+            await asyncio.sleep(retry_seconds)

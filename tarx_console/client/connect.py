@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from runtime.config import Settings, config_dir
+from tarx_console.client.errors import BadURL
 
 CONTEXTS_FILE = "contexts.json"
 LOCAL = "local"
@@ -52,11 +53,26 @@ def save_contexts(data: dict[str, Any]) -> Path:
     return path
 
 
+def check_url(url: str) -> str:
+    """`url` without its trailing slash, once it is an http(s) URL with a host and a valid port; else BadURL
+    (httpx would raise its own errors, or a bare OverflowError from the socket, from deep inside a request)."""
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise BadURL(f"'{url}' is not a URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise BadURL(f"'{url}' is not an http:// or https:// URL with a host (e.g. http://127.0.0.1:11440)")
+    if port is not None and not 0 < port < 65536:
+        raise BadURL(f"'{url}' has port {port}; ports run from 1 to 65535")
+    return url.rstrip("/")
+
+
 def resolve_target(url: str | None = None, key: str | None = None, context: str | None = None) -> Target:
     url = url or os.environ.get("TARX_URL")
     key = key or os.environ.get("TARX_API_KEY")
     if url:
-        return Target("flags", url.rstrip("/"), key)
+        return Target("flags", check_url(url), key)
     data = load_contexts()
     name = context or data.get("current") or LOCAL
     if name == LOCAL:
@@ -64,7 +80,7 @@ def resolve_target(url: str | None = None, key: str | None = None, context: str 
     saved = data["contexts"].get(name)
     if saved is None:
         raise KeyError(f"no context named '{name}'; see `tarx context list`")
-    return Target(name, saved["url"], key or saved["key"])
+    return Target(name, check_url(saved["url"]), key or saved["key"])
 
 
 def owner_key(settings: Settings) -> str | None:

@@ -2,6 +2,7 @@
 
     ClientError                       any failure; `message` is fit to show a person
     ├── Unreachable                   no answer: refused, reset, timed out, the connection lost mid-stream
+    ├── BadURL                        the runtime's URL is not one (no scheme, a port out of range…)
     ├── UnexpectedResponse            something answered, but not as a tarx runtime does
     └── Refused(status, message)      the runtime answered with an error, in whichever family's envelope
         ├── BadRequest                400, 422
@@ -29,6 +30,10 @@ class ClientError(Exception):
 
 class Unreachable(ClientError):
     """No runtime answered at all (or the connection broke): worth retrying later."""
+
+
+class BadURL(ClientError):
+    """The URL given for the runtime cannot be one (checked before anything is sent)."""
 
 
 class UnexpectedResponse(ClientError):

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 from textual.screen import Screen
 
+from tarx_console.screens.agents import AgentsScreen
 from tarx_console.screens.dashboard import DashboardScreen
+from tarx_console.screens.executions import ExecutionsScreen
 from tarx_console.screens.jobs import JobsScreen
 from tarx_console.screens.keys import KeysScreen
-from tarx_console.screens.later import NotYetScreen
+from tarx_console.screens.mcp import McpScreen
 from tarx_console.screens.nodes import NodesScreen
 from tarx_console.screens.projects import ProjectsScreen
+from tarx_console.screens.rag import RagScreen
+from tarx_console.screens.workflows import WorkflowsScreen
 
 VIEWS: dict[str, Callable[[], Screen]] = {
     "dashboard": DashboardScreen,
@@ -20,9 +23,11 @@ VIEWS: dict[str, Callable[[], Screen]] = {
     "keys": KeysScreen,
     "projects": ProjectsScreen,
     "nodes": NodesScreen,
-    "agents": partial(NotYetScreen, "Agents"),
-    "workflows": partial(NotYetScreen, "Workflows"),
-    "executions": partial(NotYetScreen, "Executions"),
+    "agents": AgentsScreen,
+    "rags": RagScreen,
+    "mcp": McpScreen,
+    "workflows": WorkflowsScreen,
+    "executions": ExecutionsScreen,
 }
 
 ALIASES = {
@@ -31,7 +36,9 @@ ALIASES = {
     "key": "keys", "k": "keys", "apikeys": "keys",
     "project": "projects", "proj": "projects", "p": "projects", "workspaces": "projects",
     "node": "nodes", "no": "nodes", "workers": "nodes",
-    "agent": "agents", "workflow": "workflows", "wf": "workflows", "execution": "executions", "ex": "executions",
+    "agent": "agents", "a": "agents", "rag": "rags", "sources": "rags", "knowledge": "rags",
+    "mcps": "mcp", "servers": "mcp",
+    "workflow": "workflows", "wf": "workflows", "execution": "executions", "ex": "executions",
 }
 
 

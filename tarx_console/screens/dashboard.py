@@ -10,8 +10,9 @@ from textual.containers import Grid, Vertical
 from textual.widgets import ProgressBar, Sparkline, Static
 
 from tarx_console.client.api import JOB_STATES, TarxClient
-from tarx_console.client.errors import Refused
+from tarx_console.client.errors import ClientError, Refused
 from tarx_console.screens.base import ViewScreen
+from tarx_console.screens.executions import STATUS_STYLE as EXECUTION_STYLE
 from tarx_console.screens.jobs import STATE_STYLE
 from tarx_console.widgets.difftable import DiffTable, Row
 
@@ -21,7 +22,9 @@ MODEL_STYLE = {"loaded": "green", "loading": "bold yellow", "error": "bold red",
 class DashboardScreen(ViewScreen):
     VIEW_TITLE = "Dashboard"
     DEFAULT_CSS = """
-    DashboardScreen Grid { grid-size: 3 2; grid-rows: 1fr 1fr; grid-columns: 1fr 1fr 1fr; }
+    DashboardScreen Grid { grid-size: 3 3; grid-rows: 1fr 1fr auto; grid-columns: 1fr 1fr 1fr; }
+    DashboardScreen #executions-panel { column-span: 3; height: auto; }
+    DashboardScreen #executions { padding: 0 1; }
     DashboardScreen .panel { border: round $panel; border-title-color: $accent; height: 1fr; }
     DashboardScreen #overview { padding: 0 1; }
     DashboardScreen Sparkline { height: 3; margin: 0 1; }
@@ -46,10 +49,12 @@ class DashboardScreen(ViewScreen):
             with Vertical(classes="panel", id="jobs-panel"):
                 yield Static(id="jobs-rate", classes="rate")
                 yield Sparkline([0.0], id="jobs-s")
+            with Vertical(classes="panel", id="executions-panel"):
+                yield Static("…", id="executions")
 
     def on_mount(self) -> None:
         titles = {"#overview-panel": "Runtime", "#models": "Models", "#queues": "Queues", "#jobs": "Jobs",
-                  "#tokens-panel": "Tokens/s", "#jobs-panel": "Jobs finished/s"}
+                  "#tokens-panel": "Tokens/s", "#jobs-panel": "Jobs finished/s", "#executions-panel": "Executions"}
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
 
@@ -62,6 +67,18 @@ class DashboardScreen(ViewScreen):
         except Refused:
             usage = None  # a key without a user (a node key) has no usage of its own
         self.show(health, counts, nodes, usage)
+        try:
+            self.show_executions(*await client.execution_counts())
+        except ClientError as exc:  # a runtime without workflows, or a key that does not reach them
+            self.query_one("#executions", Static).update(f"[dim]not available: {exc}[/]")
+
+    def show_executions(self, counts: dict[str, int], complete: bool) -> None:
+        """Workflow executions by state, coloured as the executions view colours them."""
+        parts = [f"[{EXECUTION_STYLE.get(state, 'none')}]{state.split('_')[0]}\u00a0{count}[/]"
+                 for state, count in counts.items()]
+        if not complete:
+            parts.append(f"(the newest {sum(counts.values())})")
+        self.query_one("#executions", Static).update(" · ".join(parts))  # wraps between states, not inside one
 
     def show(self, health: dict[str, Any], counts: dict[str, int], nodes: list[dict[str, Any]],
              usage: dict[str, Any] | None) -> None:

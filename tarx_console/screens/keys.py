@@ -43,12 +43,9 @@ class KeysScreen(TableView):
         form = await self.app.push_screen_wait(FormDialog("New API key", [
             Field("kind", "Kind", "platform", list(KEY_KINDS)),
             Field("scope", "Scope (tarx keys)", SCOPES[0], SCOPES),
-            Field("name", "Name", placeholder="what uses it, e.g. laptop-sdk"),
+            Field("name", "Name (what uses it)", placeholder="laptop-sdk", required=True),
         ]))
         if not form:
-            return
-        if not form["name"]:
-            self.notify("A key needs a name.", severity="error")
             return
         scope = form["scope"] if form["kind"] == "tarx" else None
         key = await self.attempt(lambda c: c.create_key(form["kind"], form["name"], scope))
@@ -65,12 +62,24 @@ class KeysScreen(TableView):
         if key.get("revoked_at"):
             self.notify("That key is already revoked.", severity="warning")
             return
-        if not await self.app.push_screen_wait(ConfirmDialog(
-                f"Revoke {key['kind']} key '{key['name']}'? Programs using it stop working at once.", "Revoke")):
+        me = await self.attempt(lambda c: c.me())
+        own = me is not None and (me.get("auth") or {}).get("key_id") == key["id"]
+        if own:  # the key this console signs in with: say so loudly, and make the safe answer the default
+            question = (f"'{key['name']}' is the key THIS CONSOLE signs in with. Revoke it anyway?")
+            detail = ("The console loses its access at once and asks for another key to carry on. Make sure you "
+                      "have one (e.g. `tarx keys create` on the runtime's machine) before you say yes.")
+        else:
+            question = f"Revoke {key['kind']} key '{key['name']}'? Programs using it stop working at once."
+            detail = ""
+        if not await self.app.push_screen_wait(ConfirmDialog(question, "Revoke", "Keep it", detail=detail)):
             return
         if await self.attempt(lambda c: c.revoke_key(key["id"])) is None:
             return
         self.notify(f"Revoked '{key['name']}'.")
+        if own:
+            self.tarx.declined_sign_in = False
+            self.tarx.sign_in_again()
+            return
         self.schedule_refresh(0)
 
     def action_describe(self) -> None:

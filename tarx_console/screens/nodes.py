@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.binding import Binding
 
 from tarx_console import fmt
@@ -24,6 +24,18 @@ class NodesScreen(TableView):
         Binding("d", "drain", "Drain", id="nodes.drain"),
         Binding("enter", "describe", "Describe", id="nodes.describe"),
     ]
+
+    def on_mount(self) -> None:
+        self.fit_columns(self.app.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_columns(event.size.width)
+
+    def fit_columns(self, width: int) -> None:
+        """Long ids, names and job lists are clipped, so every column stays on screen; 80 columns keep the key ones."""
+        keys = [k for k, _ in self.COLUMNS] if width >= 100 else ["id", "name", "state", "heartbeat", "jobs"]
+        self.table.set_layout(keys, {"id": 12, "name": 24, "labels": 28, "jobs": 30 if width >= 100 else 18},
+                              tails={"id"})
 
     async def fetch(self, client: TarxClient) -> list[dict[str, Any]]:
         return await client.list_nodes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from textual import work
@@ -14,6 +15,16 @@ from tarx_console.screens.dialogs import ConfirmDialog, Field, FormDialog
 from tarx_console.widgets.difftable import Row
 
 ROLES = ["member", "editor", "admin", "owner"]
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")  # as the runtime checks it (seed 001)
+
+
+def slug_problem(text: str) -> str | None:
+    return None if SLUG.match(text) else "A slug is lower-case letters, digits and dashes, up to 48 (e.g. research-2)."
+
+
+def email_problem(text: str) -> str | None:
+    local, at, domain = text.partition("@")
+    return None if at and local and "." in domain.strip(".") else "That does not look like an email address."
 
 
 class ProjectsScreen(TableView):
@@ -37,7 +48,9 @@ class ProjectsScreen(TableView):
     @work(group="projects-create")
     async def action_create(self) -> None:
         form = await self.app.push_screen_wait(FormDialog("New project", [
-            Field("name", "Name"), Field("slug", "Slug (optional)", placeholder="from the name when empty")]))
+            Field("name", "Name", placeholder="Research", required=True),
+            Field("slug", "Slug (optional: made from the name when empty)", placeholder="research",
+                  check=slug_problem)]))
         if not form:
             return
         project = await self.attempt(lambda c: c.create_project(form["name"], form["slug"] or None))
@@ -82,7 +95,8 @@ class MembersScreen(TableView):
     @work(group="members-add")
     async def action_add(self) -> None:
         form = await self.app.push_screen_wait(FormDialog(f"Add a member to {self.project['slug']}", [
-            Field("email", "Email"), Field("role", "Role", "member", ROLES)], submit="Add"))
+            Field("email", "Email", placeholder="pat@example.com", required=True, check=email_problem),
+            Field("role", "Role", "member", ROLES)], submit="Add"))
         if form and await self.attempt(lambda c: c.add_member(self.project["id"], form["email"], form["role"])):
             self.schedule_refresh(0)
 

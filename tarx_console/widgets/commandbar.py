@@ -29,7 +29,9 @@ class CommandBar(Input):
         self.border_title = mode
         self.value = value
         self.add_class("-open")
-        self.focus()
+        # At once, not on the next message (Widget.focus): keys already typed after `:` (a paste, a laggy SSH
+        # link) are dispatched next and must land here, not on the table behind.
+        self.screen.set_focus(self)
         self.cursor_position = len(value)
 
     def close(self) -> None:

@@ -16,13 +16,25 @@ class Row(NamedTuple):
     key: str
     values: tuple[str, ...]
     style: str = ""  # the whole row's style, e.g. its state's colour
+    mark: str = ""  # put before the first cell shown, after any clipping (e.g. ✓ on a row marked for a bulk action)
+
+
+def clip(value: str, width: int | None, tail: bool = False) -> str:
+    """`value` cut to `width` cells with an ellipsis; `tail` keeps its end (ids differ at the end)."""
+    if width is None or len(value) <= width:
+        return value
+    return "…" + value[-(width - 1):] if tail else value[: width - 1] + "…"
 
 
 class DiffTable(DataTable):
 
     def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: object) -> None:
         super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
-        self.column_spec = list(columns)  # (key, label)
+        self.all_columns = list(columns)  # (key, label): what a Row's values are, in order
+        self.column_spec = list(columns)  # the columns shown
+        self.caps: dict[str, int] = {}  # column key -> most cells a value takes (longer ones are clipped)
+        self.tails: set[str] = set()  # columns clipped at the front
+        self._last: list[Row] = []
         self._shown: dict[str, tuple[tuple[str, ...], str]] = {}
         self._first: dict[str, Text] = {}  # each row's first cell object: how sort() recognises a row
         self._order: list[str] = []
@@ -32,6 +44,32 @@ class DiffTable(DataTable):
         for key, label in self.column_spec:
             self.add_column(label, key=key)
 
+    def set_layout(self, visible: Sequence[str], caps: dict[str, int] | None = None,
+                   tails: set[str] | None = None) -> None:
+        """Show only the `visible` columns, values clipped to `caps` (a narrow terminal); no-op when unchanged."""
+        spec = [(k, label) for k, label in self.all_columns if k in visible]
+        if spec == self.column_spec and (caps or {}) == self.caps and (tails or set()) == self.tails:
+            return
+        self.column_spec, self.caps, self.tails = spec, dict(caps or {}), set(tails or ())
+        if not self.is_mounted:
+            return
+        cursor_key = self.current_key
+        self.clear(columns=True)
+        self._shown, self._first, self._order = {}, {}, []
+        for key, label in self.column_spec:
+            self.add_column(label, key=key)
+        self.sync(self._last)
+        if cursor_key in self._shown:
+            self.move_cursor(row=self.get_row_index(cursor_key), scroll=False)
+
+    def _project(self, row: Row) -> tuple[str, ...]:
+        if self.column_spec == self.all_columns and not self.caps:
+            values = row.values
+        else:
+            index = {k: i for i, (k, _) in enumerate(self.all_columns)}
+            values = tuple(clip(row.values[index[k]], self.caps.get(k), k in self.tails) for k, _ in self.column_spec)
+        return (row.mark + values[0], *values[1:]) if row.mark and values else values
+
     @property
     def current_key(self) -> str | None:
         if not self.row_count:
@@ -39,13 +77,13 @@ class DiffTable(DataTable):
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
     def sync(self, rows: Sequence[Row]) -> None:
-        wanted = {row.key: (row.values, row.style) for row in rows}
+        self._last = list(rows)
+        wanted = {row.key: (self._project(row), row.style) for row in rows}
         cursor_key = self.current_key
         columns = [key for key, _ in self.column_spec]
         gone = [key for key in self._shown if key not in wanted]
         changes = 0
         with self.app.batch_update():
-            self._drop(gone)
             added = False
             for key, (values, style) in wanted.items():
                 old = self._shown.get(key)
@@ -64,6 +102,9 @@ class DiffTable(DataTable):
                                 self._first[key] = cell
                             changes += 1
                 self._shown[key] = (values, style)
+            # Dropped after the adds: add_row moves the cursor, which reads the row index that _drop leaves stale
+            # until the sort below rebuilds it.
+            self._drop(gone)
             order = list(wanted)
             if added or gone or order != self._order:
                 rank = {id(self._first[key]): i for i, key in enumerate(order)}

@@ -40,17 +40,24 @@ class ConsoleHeader(Static):
         self.show(self.app.connection)  # type: ignore[attr-defined]
 
     def show(self, conn: Connection) -> None:
+        """One line, most important first, so a narrow terminal cuts only the tail: the view and its filter, the
+        state, the project, then what went wrong, the version and where the runtime is."""
         colour = getattr(self.app.current_theme, STATE_COLOUR.get(conn.state, "secondary"), None) or ""
         state_style = f"bold {colour}".strip()
-        text = Text.assemble(("tarx", "bold"), "  ", conn.where, "  ", (STATE_MARK.get(conn.state, conn.state),
-                                                                        state_style))
-        if conn.version:
-            text.append(f"  v{conn.version}")
+        text = Text.assemble(("tarx", "bold"), " │ ", (self.view_title, "bold"))
+        if self.filter_text:
+            text.append(f" /{self.filter_text}", style="reverse")
+        text.append(" │ ")
+        text.append(STATE_MARK.get(conn.state, conn.state), style=state_style)
         if conn.project:
             text.append(f"  project {conn.project}", style="bold")
         if conn.detail:
             text.append(f"  {conn.detail}", style="italic")
-        text.append(f"  │ {self.view_title}", style="bold")
-        if self.filter_text:
-            text.append(f"  /{self.filter_text}", style="reverse")
+        if conn.version:
+            text.append(f"  v{conn.version}")
+        text.append(f"  {conn.where}", style="dim")
+        text.truncate(max(self.size.width - 2, 20) if self.size.width else 400, overflow="ellipsis")
         self.update(text)
+
+    def on_resize(self) -> None:
+        self.show(self.app.connection)  # type: ignore[attr-defined]

@@ -9,8 +9,18 @@ from textual.reactive import reactive
 from textual.widgets import Log, Static
 
 
+class TailLog(Log):
+    """The log itself: End (which a plain Log takes to scroll without following) and G resume following."""
+
+    BINDINGS = [Binding("end,G", "follow", "Follow", id="log.follow", key_display="End/G")]
+
+    def action_follow(self) -> None:
+        if isinstance(self.parent, LogTail):
+            self.parent.action_follow()
+
+
 class LogTail(Vertical):
-    BINDINGS = [Binding("end,G", "follow", "Follow", id="log.follow")]
+    BINDINGS = [Binding("end,G", "follow", "Follow", id="log.follow", key_display="End/G")]
     DEFAULT_CSS = """
     LogTail { height: 1fr; }
     LogTail Log { height: 1fr; border: round $panel; }
@@ -21,7 +31,7 @@ class LogTail(Vertical):
     new_lines: reactive[int] = reactive(0)
 
     def compose(self) -> ComposeResult:
-        yield Log(max_lines=50_000, auto_scroll=False, id="log")
+        yield TailLog(max_lines=50_000, auto_scroll=False, id="log")
         yield Static(id="log-status")
 
     @property

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 
 from conftest import Runtime
 from support.console import SIZE, attached, console_config, open_view, ready, rows, wait_for
-from tarx_console.screens.dialogs import FormDialog
+from tarx_console.screens.dialogs import FormDialog, HelpDialog
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,6 @@ def test_command_line_completes_views(snap_compare, fresh: Runtime) -> None:  # 
 def test_bindings_help(snap_compare, fresh: Runtime) -> None:  # type: ignore[no-untyped-def]
     async def help_panel(pilot: Pilot) -> None:
         await pilot.press("question_mark")
-        await wait_for(pilot, lambda: pilot.app.screen.query("HelpPanel"))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpDialog))
 
     assert snap_compare(app(fresh), terminal_size=SIZE, run_before=settled("jobs", help_panel))

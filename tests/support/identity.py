@@ -18,6 +18,13 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def owner_in_default_project(rt: Runtime) -> dict[str, str]:
+    """The owner's headers in their first (default) project, as /api/v1 resource routes want them."""
+    headers = bearer(owner_key(rt))
+    project_id = httpx.get(rt.url + "/api/v1/projects", headers=headers).json()["items"][0]["id"]
+    return {**headers, "X-Project-ID": project_id}
+
+
 def sign_in(rt: Runtime, email: str) -> str:
     """The one-time-code flow a person would follow: request, read the code from the runtime's log, verify."""
     r = httpx.post(rt.url + "/api/auth/request-otp", json={"email": email})

@@ -7,10 +7,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from runtime.api.platform_v1 import agents, identity, mcp, platform_keys, projects, rag, secrets, skills
+from runtime.api.platform_v1 import (
+    agents,
+    executions,
+    identity,
+    mcp,
+    platform_keys,
+    projects,
+    rag,
+    schedules,
+    secrets,
+    skills,
+    webhooks,
+    workflows,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["platform"])
-for _module in (identity, platform_keys, projects, secrets, rag, mcp, agents, skills):
+for _module in (identity, platform_keys, projects, secrets, rag, mcp, agents, skills, workflows, executions, schedules,
+                webhooks):
     router.include_router(_module.router)
 
 __all__ = ["router"]

@@ -39,6 +39,8 @@ class AgentFields(Body):
     tools: Ids | None = None
     rag_source_ids: Ids | None = None
     skills: Ids | None = None
+    # a project LLM key (llmkey_...) with a base_url: the agent's own BYOK upstream on the enterprise plane; "" clears
+    llm_key_id: Annotated[StrictStr, Field(max_length=200)] | None = None
 
 
 class CreateAgent(AgentFields):

@@ -24,8 +24,8 @@ Description = Annotated[StrictStr, Field(max_length=2000)]
 class CreateRag(Body):
     name: Name
     description: Description = ""
-    kind: Literal["text", "directory"] = "text"
-    # text: {"text": "..."}; directory: {"path": "/a/directory/on/the/runtime's/disk"}
+    kind: Literal["text", "directory", "url"] = "text"
+    # text: {"text": "..."}; directory: {"path": "/a/directory/on/the/runtime's/disk"}; url: {"url": "https://..."}
     config: dict[str, Any]
     embedding_model: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
 

@@ -1,0 +1,36 @@
+"""`/api/v1/workflows/{id}/schedule`: a workflow's cron schedule (seed 001: "Enable or disable the schedule
+trigger"). Reading needs any project role, changing it editor. Both answer with the next five run times."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import Field, StrictBool, StrictStr
+
+from runtime.api.bodies import Body
+from runtime.api.deps import Project, Svc, requires
+from runtime.auth.access import WRITE, ProjectContext
+
+router = APIRouter()
+
+
+class ScheduleBody(Body):
+    enabled: StrictBool
+    # 5 crontab fields, or 6 with a leading seconds field; omitted: the current one
+    cron: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    timezone: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None  # IANA name; default UTC
+
+
+@router.get("/workflows/{workflow_id}/schedule")
+async def get_schedule(workflow_id: str, svc: Svc, ctx: Project) -> dict[str, Any]:
+    return asdict(await svc.schedules.get(ctx, workflow_id))
+
+
+@router.put("/workflows/{workflow_id}/schedule")
+async def put_schedule(workflow_id: str, body: ScheduleBody, svc: Svc,
+                       ctx: Annotated[ProjectContext, requires(WRITE, "workflow.schedule.update")]
+                       ) -> dict[str, Any]:
+    return asdict(await svc.schedules.put(ctx, workflow_id, enabled=body.enabled, cron=body.cron,
+                                          timezone=body.timezone))

@@ -1,0 +1,160 @@
+"""A model runner: one child process per loaded model, so a native fault in llama.cpp never takes the API down.
+
+The API process (`Runner`, used by runtime/inference/worker.py) starts `python -m runtime.inference.runner` with
+one end of a socket pair and talks to it with pickled messages (multiprocessing's framing):
+
+    API -> runner   ("chat", Order) | ("embed", id, inputs) | ("cancel", id) | ("stop",)
+    runner -> API   ("ready", load_ms) | ("load_error", message) | [event, ...] once per batch step
+
+The runner loads the model, then loops: take what arrived, decode one batch (runtime/inference/batcher.py), send
+that step's events as one message (one pickle and one write per step, not per token). When the runner dies, the
+API process sees the socket close and fails that runner's requests; the next request starts a fresh runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+log = logging.getLogger("tarx.inference")
+
+
+class Runner:
+    """The API side of one runner process. `on_message` runs on the reader thread; `on_exit` once, when it ends."""
+
+    def __init__(self, config: dict[str, Any], on_message: Callable[[Any], None],
+                 on_exit: Callable[[int | None], None]) -> None:
+        ours, theirs = socket.socketpair()
+        # The runner imports only this package's inference modules; `runtime` is importable wherever this is.
+        self.proc = subprocess.Popen([sys.executable, "-m", "runtime.inference.runner", str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self._send_lock = threading.Lock()
+        self._on_message = on_message
+        self._on_exit = on_exit
+        self.expected_exit = False  # set before a deliberate stop, so its end is not reported as a crash
+        self.send(("config", config))
+        self._reader = threading.Thread(target=self._read, name=f"tarx-runner-{self.proc.pid}", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, message: Any) -> bool:
+        """Hand a message to the runner; False when it is gone (its end is reported through `on_exit`)."""
+        with self._send_lock:
+            try:
+                self.conn.send(message)
+                return True
+            except (OSError, ValueError):
+                return False
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self._on_message(self.conn.recv())
+        except (EOFError, OSError):
+            pass
+        except Exception:
+            log.exception("runner %s: unreadable message", self.proc.pid)
+            self.proc.kill()
+        code = self.proc.wait()
+        self.conn.close()
+        self._on_exit(code)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Ask the runner to exit; kill it if it does not."""
+        self.send(("stop",))
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout)
+
+
+# ---- the runner process ---------------------------------------------------------------------------------------
+
+
+def _load(config: dict[str, Any]) -> Any:
+    import llama_cpp
+    from llama_cpp import Llama
+
+    from runtime.inference.batcher import Batcher, Embedder
+
+    if config["kind"] == "embedding":
+        # Each input is decoded whole, so the batch must hold a full context; mean-pool to one vector.
+        llm = Llama(model_path=config["path"], n_ctx=config["n_ctx"], n_threads=config["threads"],
+                    n_threads_batch=config["threads"], n_batch=config["n_ctx"], n_ubatch=config["n_ctx"],
+                    embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
+        return Embedder(llm)
+    # A vocabulary-only Llama serves the tokenizer and chat template; the weights are loaded here without
+    # llama.cpp's weight repacking (extra buffer types): repacked weights take another kernel for a batch of several
+    # tokens than for one, so an answer would change with what decodes beside it (bench/determinism.py: 3 of 8
+    # Gemma answers; 0 of 8 without).
+    llm = Llama(model_path=config["path"], vocab_only=True, verbose=False)
+    params = llama_cpp.llama_model_default_params()
+    params.use_extra_bufts = False
+    model = llama_cpp.llama_model_load_from_file(config["path"].encode(), params)
+    if not model:
+        raise RuntimeError(f"llama.cpp could not load {config['path']}")
+    return Batcher(llm, config["prompt_format"], n_ctx=config["n_ctx"], n_batch=config["n_batch"],
+                   parallel=config["parallel"], threads=config["threads"], prefix_reuse=config["prefix_reuse"],
+                   prefill_chunk=config["prefill_chunk"], model=model)
+
+
+def serve(conn: Connection) -> None:
+    kind, config = conn.recv()
+    assert kind == "config"
+    started = time.perf_counter()
+    try:
+        engine = _load(config)
+    except Exception as exc:
+        conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", (time.perf_counter() - started) * 1000))
+    from runtime.inference.batcher import Batcher
+
+    batcher = engine if isinstance(engine, Batcher) else None
+    while True:
+        # Block for work only when nothing is decoding; otherwise take what arrived and run the next step.
+        while not (batcher and batcher.busy) or conn.poll(0):
+            message = conn.recv()
+            op = message[0]
+            if op == "stop":
+                return
+            if op == "chat" and batcher is not None:
+                out = batcher.add(message[1])
+            elif op == "cancel" and batcher is not None:
+                out = batcher.cancel(message[1])
+            elif op == "embed" and batcher is None:
+                out = [engine.embed(message[1], message[2])]
+            else:
+                out = []
+            if out:
+                conn.send(out)
+        assert batcher is not None
+        events = batcher.step()
+        if events:
+            conn.send(events)
+
+
+def main() -> None:
+    conn = Connection(int(sys.argv[1]))
+    try:
+        serve(conn)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the API process went away: nothing left to serve
+
+
+if __name__ == "__main__":
+    main()
