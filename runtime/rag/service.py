@@ -431,12 +431,17 @@ class RagService:
             return []
         depth = max(FUSE_MIN, FUSE_PER_RESULT * k)
         match = fts_query(query)
-        lexical: list[int] = []
-        semantic: list[int] = []
-        if match and mode != "vector":
-            lexical = await store.bm25(self.db, project_id, [s["id"] for s in sources], match, depth)
-        if mode != "lexical":
-            semantic = await self._vector_ranking(project_id, sources, query, depth)
+
+        async def lexical_ranking() -> list[int]:
+            if not match or mode == "vector":
+                return []
+            return await store.bm25(self.db, project_id, [s["id"] for s in sources], match, depth)
+
+        async def vector_ranking() -> list[int]:
+            return [] if mode == "lexical" else await self._vector_ranking(project_id, sources, query, depth)
+
+        # Side by side: BM25 runs on the database thread while the query is embedded in the model's runner.
+        lexical, semantic = await asyncio.gather(lexical_ranking(), vector_ranking())
         fused = rrf(lexical, semantic)
         best = sorted(fused, key=lambda c: -fused[c])[:k]
         rows = await store.chunks(self.db, project_id, best)
