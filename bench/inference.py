@@ -105,10 +105,11 @@ class System:
 
 
 class Tarx(System):
-    def __init__(self, folder: Path, threads: int, n_ctx: int) -> None:
+    def __init__(self, folder: Path, threads: int, n_ctx: int, name: str = "tarx",
+                 extra: dict[str, str] | None = None) -> None:
         self.name = "tarx"
-        self.proc, self.url, _key, _env = start_runtime(folder, "tarx", {"TARX_N_THREADS": str(threads),
-                                                                        "TARX_N_CTX": str(n_ctx)})
+        self.proc, self.url, _key, _env = start_runtime(folder, name, {"TARX_N_THREADS": str(threads),
+                                                                      "TARX_N_CTX": str(n_ctx), **(extra or {})})
         self.pid = self.proc.pid
         self.model = MODEL
 
@@ -322,11 +323,22 @@ def main() -> None:
                     table.add("embeddings/s, 256 sentences in batches of 32", system.name,
                               embeddings(system.url, MODEL))
                 print(f"  chat and embeddings done: {load()}", flush=True)
-            table.add("resident memory after chat + embeddings, MiB", "tarx", rss_mib(tarx.pid), higher_better=False)
+            memory = "resident memory after chat + embeddings, MiB"
+            table.add(memory, "tarx", rss_mib(tarx.pid), higher_better=False)
+            # The same with one KV cache shared by the slots (settings.kv_unified): llama-server's `-c` semantics,
+            # at the price of answers that depend on their neighbours (see bench/determinism.py).
+            shared = Tarx(folder, args.threads, args.n_ctx, "tarx-kv-unified", {"TARX_KV_UNIFIED": "true"})
+            try:
+                stream(shared.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
+                embeddings(shared.url, MODEL)
+                table.add(f"{memory}, kv_unified", "tarx", rss_mib(shared.pid), higher_better=False)
+            finally:
+                shared.close()
             if peers:
                 p = next(iter(peers.values()))
-                table.add("resident memory after chat + embeddings, MiB", "llama-server", rss_mib(p.pid),
-                          higher_better=False)
+                llama_server_rss = rss_mib(p.pid)
+                table.add(memory, "llama-server", llama_server_rss, higher_better=False)
+                table.add(f"{memory}, kv_unified", "llama-server", llama_server_rss, higher_better=False)
         finally:
             tarx.close()
             for p in peers.values():

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # Prefix reuse: a request whose prompt starts like what a slot's KV cache holds (a resent chat history, an
     # agent's long system prompt) evaluates only the rest. See README "Reproducibility" for what it may change.
     cache_prompt: bool = True
+    # One KV cache of n_ctx cells shared by all `parallel` slots instead of n_ctx cells per slot: 1/parallel of the
+    # KV memory (the memory llama-server's `-c` takes), but a cell's place then depends on what else ran, which
+    # changes attention's summation order: measured, 7 of 8 greedy answers changed beside three others
+    # (bench/determinism.py). Off by default, so an answer at temperature 0 never depends on its neighbours.
+    kv_unified: bool = False
 
     log_requests: bool = True
     # GET /metrics (Prometheus text format) answers only the runtime's owner; true: anyone who can reach the port.

@@ -156,6 +156,46 @@ def test_a_runner_killed_mid_stream_fails_its_stream_and_the_next_request_succee
     assert stats(rt)["runner_restarts"] >= 1
 
 
+def test_a_chat_model_embeds_in_its_chat_runner_while_a_stream_flows(rt: Runtime) -> None:
+    sentences = [f"Sentence {i} is about the sea." for i in range(8)]
+    with rt.client() as c:
+        alone = [c.post("/v1/embeddings", json={"model": "tarx-local", "input": s}).json()["data"][0]["embedding"]
+                 for s in sentences[:2]]
+    pids = _runner_pids(rt)
+    got: dict = {}
+
+    def embed() -> None:
+        with rt.client() as c:
+            got["r"] = c.post("/v1/embeddings", json={"model": "tarx-local", "input": sentences})
+
+    worker = threading.Thread(target=embed)
+    tokens_after_embed_started = 0
+    with rt.client() as c, c.stream("POST", "/v1/chat/completions",
+                                    json=chat_body("Count from 1 to 100.", max_tokens=48, stream=True)) as r:
+        for line in r.iter_lines():
+            if '"content":"' not in line:
+                continue
+            if not worker.is_alive() and "r" not in got:
+                worker.start()
+            elif "r" not in got:
+                tokens_after_embed_started += 1
+    worker.join(120)
+    assert got["r"].status_code == 200, got["r"].text
+    vectors = [d["embedding"] for d in got["r"].json()["data"]]
+    assert len(vectors) == 8 and vectors[:2] == alone  # bit-identical to each sentence embedded alone
+    assert tokens_after_embed_started > 0  # the stream kept flowing while the inputs were embedded
+    assert sorted(_runner_pids(rt)) == sorted(pids)  # no second runner (and no second copy of the weights)
+
+
+def test_a_shared_kv_cache_serves_slots_side_by_side(make_runtime) -> None:
+    unified = make_runtime({"TARX_LOCAL_NODE": "false", "TARX_KV_UNIFIED": "true", "TARX_N_CTX": "1024"})
+    bodies = together(unified, PROMPTS, max_tokens=8)
+    assert all(text(b) for b in bodies)
+    long = "The keeper wrote down every ship. " * 90  # ~660 tokens: far past a quarter of the shared context
+    body = answer(unified, long, max_tokens=4)
+    assert body["usage"]["prompt_tokens"] > 1024 // 2
+
+
 def test_logprobs_and_top_logprobs(rt: Runtime) -> None:
     body = answer(rt, "Say hello", max_tokens=6, logprobs=True, top_logprobs=3)
     content = body["choices"][0]["logprobs"]["content"]

@@ -28,11 +28,9 @@ from llama_cpp import Llama
 from runtime.errors import ContextLengthExceeded, InvalidRequest, TarxError
 from runtime.inference import prompts
 from runtime.inference.constraints import Constraint
+from runtime.inference.embedder import ContextEmbedder, Event, error_tuple
 from runtime.inference.registry import PromptFormat
 from runtime.inference.stops import StopMatcher
-
-# Events sent back to the engine: plain tuples, cheap to pickle over the runner's pipe.
-Event = tuple[Any, ...]
 
 
 @dataclass
@@ -59,10 +57,6 @@ class Order:
     seconds_left: float | None = None  # the route deadline, as seconds from when the order was sent
     max_cpu_seconds: float | None = None
     sent_at: float = 0.0  # time.monotonic() in the sender (a system-wide clock on Linux)
-
-
-def error_tuple(exc: TarxError) -> tuple[str, int, str, str]:
-    return (exc.message, exc.status, exc.type, exc.code)
 
 
 @dataclass
@@ -104,7 +98,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 class Batcher:
     def __init__(self, llm: Llama, prompt_format: PromptFormat, *, n_ctx: int, n_batch: int, parallel: int,
-                 threads: int, prefix_reuse: bool, prefill_chunk: int, model: Any = None) -> None:
+                 threads: int, prefix_reuse: bool, prefill_chunk: int, kv_unified: bool = False,
+                 model: Any = None) -> None:
         """`llm` renders and tokenizes prompts (it may be vocabulary-only); `model` (a llama_model pointer, owned
         by the batcher from now on) holds the weights decoded with, else `llm`'s own."""
         self.llm = llm
@@ -117,14 +112,15 @@ class Batcher:
         # Sliding-window models keep only the window's cells, so a stored prefix may be gone: no reuse for them.
         self.prefix_reuse = prefix_reuse and llama_cpp.llama_model_n_swa(model) == 0
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx * self.parallel  # every slot gets the whole context
+        # Every slot gets the whole context: its own stream of n_ctx cells, or a share of one n_ctx (kv_unified).
+        params.n_ctx = n_ctx if kv_unified else n_ctx * self.parallel
         params.n_batch = self.n_batch
         params.n_ubatch = self.n_batch
         params.n_seq_max = self.parallel
-        # One KV stream per sequence. In a unified cache a sequence's cells land wherever there is room, which
-        # changes the summation order inside attention: measured, 11 of 12 greedy answers changed when four ran
-        # together. Separate streams keep every answer what it is alone (tests/test_engine_batching.py).
-        params.kv_unified = False
+        # By default one KV stream per sequence. In a unified cache a sequence's cells land wherever there is room,
+        # which changes the summation order inside attention: measured, 11 of 12 greedy answers changed when four
+        # ran together. Separate streams keep every answer what it is alone (tests/test_engine_batching.py).
+        params.kv_unified = kv_unified
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
@@ -134,13 +130,15 @@ class Batcher:
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx) // self.parallel  # what one sequence may hold
+        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx) // (1 if kv_unified else self.parallel)  # one sequence's most
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(self.parallel)]
         self._ended: list[Event] = []  # requests that finished while sampling this step
+        self.embedder = ContextEmbedder(llm, model, n_ctx=self.n_ctx, threads=threads)
         self._pieces: dict[int, bytes] = {}
 
     def close(self) -> None:
+        self.embedder.close()
         for slot in self.slots:
             if slot.active is not None:
                 llama_cpp.llama_sampler_free(slot.active.sampler)
@@ -153,8 +151,12 @@ class Batcher:
     # ---- requests ---------------------------------------------------------------------------------------------
 
     @property
-    def busy(self) -> int:
-        return sum(s.active is not None for s in self.slots)
+    def busy(self) -> bool:
+        return self.embedder.busy or any(s.active is not None for s in self.slots)
+
+    def embed(self, job_id: str, inputs: list[str | list[int]]) -> list[Event]:
+        """Queue an embedding request: its inputs are embedded one per step, between the chat batches."""
+        return self.embedder.add(job_id, inputs)
 
     def add(self, order: Order) -> list[Event]:
         """Take a request into a free slot (the engine never sends more than `parallel`)."""
@@ -265,13 +267,14 @@ class Batcher:
         for slot in self.slots:
             if slot.active is not None and slot.active.order.id == job_id:
                 return [self._finish(slot, "cancelled", None)]
-        return []
+        return self.embedder.cancel(job_id)
 
     # ---- the step ---------------------------------------------------------------------------------------------
 
     def step(self) -> list[Event]:
-        """Decode one batch: a token for each generating slot and a chunk of waiting prompts."""
-        events: list[Event] = []
+        """Decode one batch: a token for each generating slot and a chunk of waiting prompts (and embed one input
+        of a waiting embedding request before it)."""
+        events: list[Event] = self.embedder.step()
         now = time.monotonic()
         for slot in self.slots:  # route limits apply between steps as well as between tokens
             a = slot.active
@@ -421,50 +424,3 @@ class Batcher:
                 "text": "".join(a.parts), "tail": tail, "limited_by": limited_by,
                 "logprobs": a.logprobs if a.order.logprobs else None, "reused": a.reused}
         return ("done", a.order.id, done)
-
-
-class Embedder:
-    """Embedding vectors, one decode per input, so a vector never depends on what else was sent with it."""
-
-    def __init__(self, llm: Llama) -> None:
-        self.llm = llm
-
-    def embed(self, job_id: str, inputs: list[str | list[int]]) -> Event:
-        llm = self.llm
-        cpu0 = time.process_time()
-        n_ctx, n_vocab = llm.n_ctx(), llm.n_vocab()
-        batches: list[list[int]] = []
-        try:
-            for i, item in enumerate(inputs):
-                tokens = item if isinstance(item, list) else llm.tokenize(item.encode("utf-8"), add_bos=True,
-                                                                          special=False)
-                if not tokens:
-                    raise InvalidRequest(f"input {i} is empty")
-                if any(t >= n_vocab for t in tokens):
-                    raise InvalidRequest(f"input {i} holds a token id outside this model's vocabulary "
-                                         f"(0..{n_vocab - 1})")
-                if len(tokens) > n_ctx:
-                    raise ContextLengthExceeded(f"input {i} is {len(tokens)} tokens; this model's context is {n_ctx} "
-                                                "tokens.")
-                batches.append(tokens)
-        except TarxError as exc:
-            return ("failed", job_id, error_tuple(exc))
-        vectors = [self._vector(tokens) for tokens in batches]
-        return ("vectors", job_id, vectors, sum(len(t) for t in batches), time.process_time() - cpu0)
-
-    def _vector(self, tokens: list[int]) -> list[float]:
-        # Llama.embed's own steps for one sequence (every token an output, as embedding mode needs), on token ids,
-        # so ids sent by the client embed as they are. An empty sequence never gets here: the binding would write
-        # before its batch (index -1) and corrupt memory.
-        llm = self.llm
-        llm._ctx.kv_cache_clear()
-        llm._batch.reset()
-        llm._batch.add_sequence(tokens, 0, True)
-        try:
-            llm._ctx.decode(llm._batch)
-        finally:
-            llm._batch.reset()
-        ptr = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)
-        vec = [float(v) for v in ptr[: llm.n_embd()]]
-        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-        return [v / norm for v in vec]

@@ -85,7 +85,8 @@ class InferenceEngine:
             "state": state,
             "available": spec.available(),
             "error": chat.error if chat else None,
-            "embedding_state": emb.state if emb else "unloaded",
+            # A chat model embeds in its chat runner; only a sentence-embedding model has an embedding runner.
+            "embedding_state": emb.state if emb else state if not spec.embedding_only else "unloaded",
             "stats": vars(chat.stats) if chat else None,
             "slots": {"total": chat.slots, "busy": len(chat.running())} if chat else None,
         }

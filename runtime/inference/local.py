@@ -19,6 +19,7 @@ from runtime.inference.engine import InferenceEngine
 from runtime.inference.results import Embeddings, Generated, TextDelta, ToolCalls
 from runtime.inference.schemas import ChatCompletionRequest, EmbeddingRequest
 from runtime.inference.work import ChatJob, Done, EmbedJob, Failed, QueueClass, Token, Vectors
+from runtime.inference.worker import WorkerKind
 
 
 @dataclass
@@ -170,7 +171,9 @@ class LocalChat:
         job = EmbedJob(id=self.engine.new_job_id("emb"), queue_class=QueueClass.interactive,
                        loop=asyncio.get_running_loop(), inputs=req.inputs)
         result: Vectors | None = None
-        async with aclosing(self.engine.run(spec, "embedding", job)) as events:
+        # A chat model embeds in its chat runner (one copy of the weights); a sentence-embedding model has its own.
+        kind: WorkerKind = "embedding" if spec.embedding_only else "chat"
+        async with aclosing(self.engine.run(spec, kind, job)) as events:
             async for event in events:
                 if isinstance(event, Failed):
                     raise event.error

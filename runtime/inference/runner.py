@@ -6,6 +6,8 @@ one end of a socket pair and talks to it with pickled messages (multiprocessing'
     API -> runner   ("chat", Order) | ("embed", id, inputs) | ("cancel", id) | ("stop",)
     runner -> API   ("ready", load_ms) | ("load_error", message) | [event, ...] once per batch step
 
+A chat model's runner embeds too (runtime/inference/embedder.py), on the same weights: a chat model is loaded once.
+
 The runner loads the model, then loops: take what arrived, decode one batch (runtime/inference/batcher.py), send
 that step's events as one message (one pickle and one write per step, not per token). When the runner dies, the
 API process sees the socket close and fails that runner's requests; the next request starts a fresh runner.
@@ -89,7 +91,8 @@ def _load(config: dict[str, Any]) -> Any:
     import llama_cpp
     from llama_cpp import Llama
 
-    from runtime.inference.batcher import Batcher, Embedder
+    from runtime.inference.batcher import Batcher
+    from runtime.inference.embedder import Embedder
 
     if config["kind"] == "embedding":
         # Each input is decoded whole, so the batch must hold a full context; mean-pool to one vector.
@@ -109,7 +112,7 @@ def _load(config: dict[str, Any]) -> Any:
         raise RuntimeError(f"llama.cpp could not load {config['path']}")
     return Batcher(llm, config["prompt_format"], n_ctx=config["n_ctx"], n_batch=config["n_batch"],
                    parallel=config["parallel"], threads=config["threads"], prefix_reuse=config["prefix_reuse"],
-                   prefill_chunk=config["prefill_chunk"], model=model)
+                   prefill_chunk=config["prefill_chunk"], kv_unified=config["kv_unified"], model=model)
 
 
 def serve(conn: Connection) -> None:
@@ -136,8 +139,8 @@ def serve(conn: Connection) -> None:
                 out = batcher.add(message[1])
             elif op == "cancel" and batcher is not None:
                 out = batcher.cancel(message[1])
-            elif op == "embed" and batcher is None:
-                out = [engine.embed(message[1], message[2])]
+            elif op == "embed":
+                out = batcher.embed(message[1], message[2]) if batcher else [engine.embed(message[1], message[2])]
             else:
                 out = []
             if out:

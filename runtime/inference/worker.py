@@ -240,6 +240,7 @@ class ModelWorker:
                   "n_ctx": min(self.settings.n_ctx, self.spec.context_length or self.settings.n_ctx),
                   "n_batch": self.settings.n_batch, "parallel": self.slots,
                   "threads": self.settings.threads, "prefix_reuse": self.settings.cache_prompt,
+                  "kv_unified": self.settings.kv_unified,
                   "prefill_chunk": self.settings.prefill_chunk}
         holder: list[Runner] = []
         runner = Runner(config, lambda m: self._on_message(holder[0], m), lambda code: self._on_exit(holder[0], code))
@@ -317,6 +318,9 @@ class ModelWorker:
             self._finished(job)
             self.stats.completed += 1
             job.emit(Vectors(event[2], event[3], event[4]))
+        elif op == "cancelled":  # an embedding request stopped before its vectors
+            self._finished(job)
+            self.stats.cancelled += 1
         elif op == "failed":
             self._finished(job)
             self.stats.failed += 1

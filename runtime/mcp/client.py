@@ -11,13 +11,14 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx
-from mcp import ClientSession, StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
 
 TransportKind = Literal["stdio", "streamable_http"]
 MAX_TOOL_PAGES = 50  # a paginating server that never ends cannot hang a discovery
@@ -72,6 +73,11 @@ def describe(exc: BaseException) -> str:
 @asynccontextmanager
 async def session(transport: Transport, deadline_s: float) -> AsyncIterator[ClientSession]:
     """An initialized SDK session with the server; closed (and a spawned program stopped) on exit."""
+    # Imported on first use: the SDK's package pulls in its server half too (~35 MB resident), which a runtime with
+    # no MCP server configured never needs.
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+    from mcp.client.streamable_http import streamable_http_client
+
     if transport.kind == "stdio":
         if not transport.command:
             raise ValueError("a stdio transport needs a command")
