@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -238,13 +239,24 @@ async def _members(args: argparse.Namespace, client: TarxClient) -> None:
                [[f"removed {found['email']} from {args.project}"]])
 
 
+async def _use_project(client: TarxClient, wanted: str | None) -> None:
+    """Act in `--project`, else as the console does: `default`, else the first project (with several projects
+    and no header the runtime answers 400, which `tarx demo` makes the usual case)."""
+    if wanted:
+        client.use_project(await _project_id(client, wanted))
+        return
+    projects = await client.list_projects()
+    chosen = next((p for p in projects if p["slug"] == "default"), projects[0] if projects else None)
+    client.use_project(chosen["id"] if chosen else None)
+
+
+async def _rag(args: argparse.Namespace, client: TarxClient) -> None:
+    await _use_project(client, args.project)
+    await rag_cli.run(args, client)
+
+
 async def _jobs(args: argparse.Namespace, client: TarxClient) -> None:
-    if args.project:
-        client.use_project(await _project_id(client, args.project))
-    else:  # as the console does: `default`, else the first project
-        projects = await client.list_projects()
-        chosen = next((p for p in projects if p["slug"] == "default"), projects[0] if projects else None)
-        client.use_project(chosen["id"] if chosen else None)
+    await _use_project(client, args.project)
     if args.action == "submit":
         labels = {}
         for item in args.label:
@@ -332,8 +344,12 @@ def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Tar
     from tarx_console.client.errors import ClientError, Unreachable
     from tarx_console.host import open_client
 
+    where = ["the runtime"]  # named in the one line an unreachable runtime gets, once the target is known
+
     async def run() -> None:
         target = resolve_target(args.url, args.key, args.context)
+        if target.url:
+            where[0] = target.url
         async with open_client(target, _settings(args)) as client:
             await fn(args, client)
 
@@ -350,10 +366,13 @@ def _with_client(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Tar
     except KeyboardInterrupt:
         return 130
     except Unreachable as exc:
-        print(f"tarx: cannot reach the runtime: {exc.message}", file=sys.stderr)
+        print(f"tarx: cannot reach {where[0]}: {exc.message}", file=sys.stderr)
         return 1
     except ClientError as exc:
         print(f"tarx: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `tarx jobs logs J | head`: the reader left; say nothing, as other CLIs do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
         return 1
     except (KeyError, OSError) as exc:
         print(f"tarx: {exc}", file=sys.stderr)
@@ -497,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "node":
         return _node(args)
     handlers = {"keys": _keys, "projects": _projects, "jobs": _jobs, "entitlements": _entitlements, "mcp": _mcp,
-                "demo": _demo, "rag": rag_cli.run}
+                "demo": _demo, "rag": _rag}
     if args.command in handlers:
         return _with_client(args, handlers[args.command])
     if args.command == "login":

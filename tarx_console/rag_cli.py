@@ -36,6 +36,8 @@ def add_parser(sub: Any) -> None:
     what.add_argument("--url", dest="source_url", help="a public http(s) URL, fetched once")
     add.add_argument("--follow", "-f", action="store_true")
     add.add_argument("--json", action="store_true")
+    for p in (listing, status, add):
+        p.add_argument("--project", help="project slug or id (default: `default`, else the first)")
 
 
 def _line(source: dict[str, Any]) -> str:

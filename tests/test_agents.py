@@ -18,11 +18,12 @@ import httpx
 import pytest
 
 from conftest import LONG_PROMPT, REPO, Runtime, free_port
-from runtime.agents.loop import invoke
+from runtime.agents.loop import MarkupFilter, invoke, without_markup
 from runtime.agents.service import function_name
 from runtime.agents.tools import Tool, ToolError, address_allowed, check_url, http_request_tool, rag_search_tool
 from runtime.skills import SkillCatalog
-from support.identity import bearer, owner_key, user_key
+from support.identity import bearer, owner_in_default_project, owner_key, user_key
+from support.redirects import FINAL, FOLLOWED, PUBLIC, REFUSED, redirecting
 
 DEAD = "http://127.0.0.1:9"
 MCP_SERVER = str(REPO / "tests" / "support" / "mcp_server.py")
@@ -37,14 +38,14 @@ def rt(make_runtime_module: Any) -> Runtime:
 
 
 @pytest.fixture(scope="module")
-def project_id(rt: Runtime) -> str:
-    return httpx.get(rt.url + "/api/v1/projects", headers=bearer(owner_key(rt))).json()["items"][0]["id"]
+def owner(rt: Runtime) -> dict[str, str]:
+    """The owner in their default project (a test below gives them a second one)."""
+    return owner_in_default_project(rt)
 
 
 @pytest.fixture(scope="module")
-def owner(rt: Runtime, project_id: str) -> dict[str, str]:
-    """The owner in their default project (a test below gives them a second one)."""
-    return {**bearer(owner_key(rt)), "X-Project-ID": project_id}
+def project_id(owner: dict[str, str]) -> str:
+    return owner["X-Project-ID"]
 
 
 def make_agent(rt: Runtime, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
@@ -271,7 +272,42 @@ def test_a_call_cut_by_max_tokens_is_not_run(rt: Runtime, owner: dict[str, str])
     assert kinds[:2] == ["tool_call", "tool_result"] and kinds[-1] == "done", events
     result = events[1][1]
     assert result["success"] is False and "cut short by max_tokens" in result["result"], result
-    assert not any("<tool_call>" in p.get("content", "") for k, p in events if k == "delta"), events
+    assert "<tool_call>" not in "".join(p["content"] for k, p in events if k == "delta"), events
+
+
+def test_the_last_round_never_answers_with_tool_call_markup(rt: Runtime, owner: dict[str, str]) -> None:
+    """This runtime allows 2 tool rounds. Forced to call, the model spends both on calls (the first cut by
+    max_tokens); in the last round, offered no tools, it writes a call once more as plain `<tool_call>...` text.
+    That markup is never the answer, streamed or not: it is dropped and the run ends with `done`, as Dify's last
+    iteration. (Before, the raw markup was streamed and returned as the answer.)"""
+    agent = make_agent(rt, owner, name="insistent", tools=["rag_search", "current_time"], tool_choice="rag_search",
+                       instructions="", max_tokens=64)
+    events = sse_events(rt, owner, agent["id"], "What does the clock answer say?")
+    kinds = [k for k, _ in events]
+    assert kinds.count("tool_call") == 2 and kinds.count("tool_result") == 2, events  # every round used
+    assert kinds[-1] == "done", events
+    assert "tool_call" not in "".join(p["content"] for k, p in events if k == "delta"), events  # tokens: `<`, `tool`
+    assert events[-1][1].get("incomplete") == "max_tool_rounds", events  # the client is told the answer was cut
+    r = httpx.post(f"{rt.url}/api/v1/agents/{agent['id']}/chat", headers=owner, timeout=300,
+                   json={"message": "What does the clock answer say?", "stream": False})
+    assert r.status_code == 200 and len(r.json()["tool_calls"]) == 2, r.text
+    assert "tool_call" not in r.json()["response"], r.text
+    assert r.json()["incomplete"] == "max_tool_rounds", r.text
+
+
+def test_markup_is_dropped_however_the_stream_splits_it() -> None:
+    """Text around calls is kept (a `<` that starts no tag too); a call is dropped whole, an unclosed one to the
+    end, with its tags split across any two pieces or one character at a time."""
+    text = 'Sure <b>. <tool_call>[{"name": "f", "arguments": {"a": "<"}}]</tool_call> done <tool_call>[{"na'
+    for cut in range(len(text) + 1):
+        markup = MarkupFilter()
+        assert markup.feed(text[:cut]) + markup.feed(text[cut:]) + markup.finish() == "Sure <b>.  done ", cut
+        assert markup.dropped
+    markup = MarkupFilter()
+    assert "".join(markup.feed(ch) for ch in text) + markup.finish() == "Sure <b>.  done "
+    assert without_markup(text) == ("Sure <b>.  done", True)
+    assert without_markup("<tool_call>[]</tool_call>") == ("", True)
+    assert without_markup("a < b, ends in <tool_") == ("a < b, ends in <tool_", False)
 
 
 def test_a_failing_tool_is_a_failed_result_and_the_stream_ends(rt: Runtime, owner: dict[str, str]) -> None:
@@ -425,25 +461,16 @@ def test_redirects_are_checked_hop_by_hop() -> None:
     """A public first hop that redirects to loopback or the metadata address is refused at the redirect; the
     transport is a mock, so nothing leaves this machine."""
     seen: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
-        if request.url.path == "/to-loopback":
-            return httpx.Response(302, headers={"location": "http://127.0.0.1:8080/admin"})
-        if request.url.path == "/to-metadata":
-            return httpx.Response(301, headers={"location": "http://169.254.169.254/latest/meta-data/"})
-        if request.url.path == "/hop":
-            return httpx.Response(302, headers={"location": "/final"})
-        return httpx.Response(200, text="public page")
-
-    tool = http_request_tool(False, 5, transport=httpx.MockTransport(handler))
-    for path in ("/to-loopback", "/to-metadata"):
+    transport = redirecting(seen, text="public page")
+    tool = http_request_tool(False, 5, transport=transport)
+    for path in REFUSED:
         with pytest.raises(ToolError, match="refused"):
-            asyncio.run(tool.run({"url": f"http://93.184.216.34{path}"}))
-    assert seen == ["http://93.184.216.34/to-loopback", "http://93.184.216.34/to-metadata"]
-    out = json.loads(asyncio.run(tool.run({"url": "http://93.184.216.34/hop"})))
-    assert out["status"] == 200 and out["body"] == "public page" and out["url"] == "http://93.184.216.34/final"
-    allowed = http_request_tool(True, 5, transport=httpx.MockTransport(handler))
+            asyncio.run(tool.run({"url": PUBLIC + path}))
+    assert seen == [PUBLIC + path for path in REFUSED]
+    for path in FOLLOWED:
+        out = json.loads(asyncio.run(tool.run({"url": PUBLIC + path})))
+        assert out["status"] == 200 and out["body"] == "public page" and out["url"] == PUBLIC + FINAL
+    allowed = http_request_tool(True, 5, transport=transport)
     assert json.loads(asyncio.run(allowed.run({"url": "http://127.0.0.1:1/x"})))["status"] == 200
 
 

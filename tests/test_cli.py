@@ -105,6 +105,8 @@ def test_an_unreachable_or_malformed_url_is_one_line_and_exit_code_1(tmp_path: P
             lines = done.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("tarx: ") and "Traceback" not in done.stderr, (args, lines)
             assert done.stdout == ""
+            if url == "http://127.0.0.1:9":  # the line says which runtime it could not reach
+                assert lines[0].startswith(f"tarx: cannot reach {url}: "), (args, lines)
     assert not (tmp_path / "cfg" / "contexts.json").exists()  # a failed login saved nothing
 
 

@@ -39,7 +39,7 @@ def assert_envelope(r, status: int, type_: str | None = None, code: str | None =
         chat_body(temperature=5),
         chat_body(top_p=0),
         chat_body(stream="yes"),
-        chat_body(n=3),
+        chat_body(n=9),  # past the most choices one request may ask for
         chat_body(stop=["a", "b", "c", "d", "e"]),
         chat_body(tool_choice="required"),  # required without tools
         chat_body(response_format={"type": "json_schema"}),  # schema missing

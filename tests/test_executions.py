@@ -69,7 +69,8 @@ def test_approve_and_reject(rt: Runtime, owner: dict[str, str]) -> None:
     assert r.status_code == 200, r.text
     done = wait(rt, owner, yes)
     assert done["status"] == "completed" and done["output"] == "published post-1 (looks good)"
-    assert done["node_results"]["review"]["output"]["approved"] is True
+    review = done["node_results"]["review"]["output"]
+    assert review["approved"] is True and review["by"].startswith("usr_")  # who approved outlives the resume
     r = httpx.post(f"{rt.url}/api/v1/executions/{yes}/approve", headers=owner, json={"approved": True})
     assert r.status_code == 409 and r.json()["error_code"] == "CONFLICT", r.text  # decided already
 
@@ -184,8 +185,10 @@ def test_crash_mid_execution_resumes_after_restart(make_runtime: Any, server: Se
     h = headers_for(rt)
     finished = execute(rt, h, create(rt, h, *chain(("o", "outputNode", {})))["id"])
     assert wait(rt, h, finished)["status"] == "completed"
+    finished_at = time.monotonic()
     waiting = execute(rt, h, create(rt, h, *APPROVAL)["id"], "after-crash")
     wait(rt, h, waiting, ("waiting_approval",))
+    time.sleep(max(0.0, finished_at + 3 - time.monotonic()))  # the finished run is past its retention by the kill
     nodes, edges = chain(("h", "httpNode", {"url": f"{server.url}/slow/crash?s=2"}),
                          ("out", "outputNode", {"template": "{{ prev.status }} {{ input }}"}))
     running = execute(rt, h, create(rt, h, nodes, edges)["id"], "resumed")

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import Runtime
 from support.identity import bearer, owner_key, user_key
+from support.redirects import FINAL, FOLLOWED, PUBLIC, REFUSED, redirecting
 
 PASSAGES = [
     "The lighthouse on the northern cape was automated in 1987. Before that, a keeper climbed the spiral stairs "
@@ -223,20 +224,12 @@ def test_url_source_redirects_are_checked_hop_by_hop() -> None:
     from runtime.rag.service import fetch_url
 
     seen: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
-        if request.url.path == "/to-loopback":
-            return httpx.Response(302, headers={"location": "http://127.0.0.1:8080/admin"})
-        if request.url.path == "/to-metadata":
-            return httpx.Response(307, headers={"location": "http://169.254.169.254/latest/meta-data/"})
-        if request.url.path == "/hop":
-            return httpx.Response(301, headers={"location": "/page.html"})
-        return httpx.Response(200, html="<html><script>x()</script><p>Owls hunt at night.</p></html>")
-
-    transport = httpx.MockTransport(handler)
-    for path in ("/to-loopback", "/to-metadata"):
+    transport = redirecting(seen, html="<html><script>x()</script><p>Owls hunt at night.</p></html>")
+    for path in REFUSED:
         with pytest.raises(InvalidRequest, match="refused"):
-            asyncio.run(fetch_url(f"http://93.184.216.34{path}", False, transport))
-    assert seen == ["http://93.184.216.34/to-loopback", "http://93.184.216.34/to-metadata"]
-    assert asyncio.run(fetch_url("http://93.184.216.34/hop", False, transport)).strip() == "Owls hunt at night."
+            asyncio.run(fetch_url(PUBLIC + path, False, transport))
+    assert seen == [PUBLIC + path for path in REFUSED]
+    for path in FOLLOWED:
+        seen.clear()
+        assert asyncio.run(fetch_url(PUBLIC + path, False, transport)).strip() == "Owls hunt at night."
+        assert seen == [PUBLIC + path, PUBLIC + FINAL]

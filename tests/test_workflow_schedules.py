@@ -20,6 +20,7 @@ import pytest
 
 from conftest import Runtime
 from support.identity import bearer, owner_in_default_project, user_key
+from support.workflows import create_graph, executions, polling_owner, polling_rt, wait  # noqa: F401 (fixtures)
 
 GRAPH = {
     "nodes": [
@@ -31,20 +32,8 @@ GRAPH = {
 EVERY_2S = "*/2 * * * * *"
 
 
-@pytest.fixture(scope="module")
-def rt(make_runtime_module: Any) -> Runtime:
-    return make_runtime_module({"TARX_RATE_LIMITS": "false"})  # the polls below would pass /api/v1's limit
-
-
-@pytest.fixture(scope="module")
-def owner(rt: Runtime) -> dict[str, str]:
-    return owner_in_default_project(rt)
-
-
 def make_workflow(rt: Runtime, owner: dict[str, str], name: str = "scheduled") -> str:
-    r = httpx.post(rt.url + "/api/v1/workflows", headers=owner, json={"name": name, **GRAPH})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+    return create_graph(rt, owner, GRAPH, name)
 
 
 def put_schedule(rt: Runtime, owner: dict[str, str], workflow_id: str, **body: Any) -> httpx.Response:
@@ -52,9 +41,7 @@ def put_schedule(rt: Runtime, owner: dict[str, str], workflow_id: str, **body: A
 
 
 def scheduled_runs(rt: Runtime, owner: dict[str, str], workflow_id: str) -> list[dict[str, Any]]:
-    r = httpx.get(rt.url + "/api/v1/executions", headers=owner, params={"workflow_id": workflow_id, "limit": 200})
-    assert r.status_code == 200, r.text
-    return [e for e in r.json()["items"] if e["trigger"] == "schedule"]
+    return [e for e in executions(rt, owner, workflow_id) if e["trigger"] == "schedule"]
 
 
 def wait_for_run(rt: Runtime, owner: dict[str, str], workflow_id: str, after: str = "",
@@ -140,6 +127,23 @@ def test_disabled_unset_and_bad_schedules(rt: Runtime, owner: dict[str, str]) ->
     assert r.status_code == 401 and r.json()["error_code"] == "AUTH_REQUIRED"
 
 
+def test_a_cron_not_saved_is_previewed_and_bad_ones_refused(rt: Runtime, owner: dict[str, str]) -> None:
+    url = f"{rt.url}/api/v1/schedules/preview"
+    now = datetime.now(UTC)
+    r = httpx.get(url, headers=owner, params={"cron": " 30  7 * * 1-5 ", "timezone": "Europe/Paris"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"cron": "30 7 * * 1-5", "timezone": "Europe/Paris",
+                        "next_run_times": expected_runs(7, 30, {0, 1, 2, 3, 4}, "Europe/Paris", now)}  # Mon-Fri
+    for params, words in [({"cron": "61 * * * *"}, "not valid"), ({"cron": "0 0 30 2 *"}, "never fires"),
+                          ({"cron": "0 9 * * *", "timezone": "../../etc/passwd"}, "time zone"),
+                          ({"cron": "x" * 201}, "cron"), ({}, "cron")]:
+        r = httpx.get(url, headers=owner, params=params)
+        assert r.status_code == 422, (params, r.text)
+        assert r.json()["error_code"] == "VALIDATION_ERROR" and words in r.json()["detail"], r.text
+    r = httpx.get(url, params={"cron": "0 9 * * *"})
+    assert r.status_code == 401 and r.json()["error_code"] == "AUTH_REQUIRED"
+
+
 def test_members_read_editors_change_other_projects_never_see(rt: Runtime, owner: dict[str, str]) -> None:
     workflow_id = make_workflow(rt, owner)
     assert put_schedule(rt, owner, workflow_id, enabled=True, cron="0 6 * * *").status_code == 200
@@ -170,7 +174,7 @@ def test_a_schedule_fires_survives_a_restart_and_stops_when_disabled(rt: Runtime
     assert all((b - a).total_seconds() == 2 for a, b in itertools.pairwise(times))
 
     first = wait_for_run(rt, owner, workflow_id)
-    done = _wait_done(rt, owner, first["id"])
+    done = wait(rt, owner, first["id"], timeout=60)
     assert done["status"] == "completed" and done["output"] == "tick" and done["trigger"] == "schedule"
 
     # the same data dir, a new process: the schedule comes back from the database, nobody PUTs it again
@@ -180,7 +184,7 @@ def test_a_schedule_fires_survives_a_restart_and_stops_when_disabled(rt: Runtime
     assert again.data_dir == rt.data_dir
     owner2 = owner_in_default_project(again)
     after = wait_for_run(again, owner2, workflow_id, after=restarted_at)
-    assert _wait_done(again, owner2, after["id"])["status"] == "completed"
+    assert wait(again, owner2, after["id"], timeout=60)["status"] == "completed"
     started = re.search(r"scheduler started with (\d+) schedule\(s\)", again.log())
     assert started and int(started.group(1)) >= 1, again.log()[-3000:]
 
@@ -190,13 +194,3 @@ def test_a_schedule_fires_survives_a_restart_and_stops_when_disabled(rt: Runtime
     count = len(scheduled_runs(again, owner2, workflow_id))
     time.sleep(5)
     assert len(scheduled_runs(again, owner2, workflow_id)) == count
-
-
-def _wait_done(rt: Runtime, owner: dict[str, str], execution_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ex = httpx.get(f"{rt.url}/api/v1/executions/{execution_id}", headers=owner).json()
-        if ex["status"] in ("completed", "failed", "cancelled", "rejected"):
-            return ex
-        time.sleep(0.2)
-    raise AssertionError(f"execution {execution_id} did not finish")

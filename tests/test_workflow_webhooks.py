@@ -17,10 +17,11 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from conftest import Runtime
 from support.identity import owner_in_default_project
+from support.workflows import create_graph, polling_owner, polling_rt, wait  # noqa: F401 (fixtures)
+from support.workflows import executions as executions_of
 
 GRAPH = {
     "nodes": [
@@ -32,20 +33,8 @@ GRAPH = {
 }
 
 
-@pytest.fixture(scope="module")
-def rt(make_runtime_module: Any) -> Runtime:
-    return make_runtime_module({"TARX_RATE_LIMITS": "false"})  # the polls below would pass /api/v1's limit
-
-
-@pytest.fixture(scope="module")
-def owner(rt: Runtime) -> dict[str, str]:
-    return owner_in_default_project(rt)
-
-
 def make_workflow(rt: Runtime, owner: dict[str, str], name: str = "hooked") -> str:
-    r = httpx.post(rt.url + "/api/v1/workflows", headers=owner, json={"name": name, **GRAPH})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+    return create_graph(rt, owner, GRAPH, name)
 
 
 def setup(rt: Runtime, owner: dict[str, str], workflow_id: str) -> dict[str, Any]:
@@ -65,22 +54,6 @@ def signed(secret: str, body: bytes, *, msg_id: str | None = None, timestamp: in
 
 def deliver(hook: dict[str, Any], body: bytes, headers: dict[str, str]) -> httpx.Response:
     return httpx.post(hook["url"], content=body, headers=headers)  # no key: the signature is the authorization
-
-
-def executions_of(rt: Runtime, owner: dict[str, str], workflow_id: str) -> list[dict[str, Any]]:
-    r = httpx.get(rt.url + "/api/v1/executions", headers=owner, params={"workflow_id": workflow_id, "limit": 200})
-    assert r.status_code == 200, r.text
-    return r.json()["items"]
-
-
-def wait_done(rt: Runtime, owner: dict[str, str], execution_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ex = httpx.get(f"{rt.url}/api/v1/executions/{execution_id}", headers=owner).json()
-        if ex["status"] in ("completed", "failed", "cancelled", "rejected"):
-            return ex
-        time.sleep(0.2)
-    raise AssertionError(f"execution {execution_id} did not finish")
 
 
 def assert_refused(r: httpx.Response, words: str) -> None:
@@ -118,7 +91,7 @@ def test_a_signed_delivery_starts_an_execution_with_the_body(rt: Runtime, owner:
     r = deliver(hook, body, signed(hook["secret"], body))
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "pending"
-    ex = wait_done(rt, owner, r.json()["execution_id"])
+    ex = wait(rt, owner, r.json()["execution_id"], timeout=60)
     assert ex["status"] == "completed", ex
     assert ex["trigger"] == "webhook" and ex["workflow_id"] == workflow_id
     assert ex["input"] == {"order": 42, "who": "ada"}
@@ -127,7 +100,7 @@ def test_a_signed_delivery_starts_an_execution_with_the_body(rt: Runtime, owner:
     body2 = json.dumps({"order": 43, "who": "bob"}).encode()
     r2 = deliver(hook, body2, signed(hook["secret"], body2))
     assert r2.status_code == 202, r2.text
-    assert wait_done(rt, owner, r2.json()["execution_id"])["output"] == "order 43 for bob"
+    assert wait(rt, owner, r2.json()["execution_id"], timeout=60)["output"] == "order 43 for bob"
     assert len(executions_of(rt, owner, workflow_id)) == 2
 
 

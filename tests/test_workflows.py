@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import Runtime
-from support.identity import bearer, owner_key, user_key
+from support.identity import bearer, owner_in_default_project, owner_key, user_key
 from support.workflows import Server, chain, create, execute, get, run, wait
 
 # The request rate limiter (seed 001: 30 requests in 5 s) is not under test here; polling would trip it.
@@ -26,13 +26,13 @@ def rt(make_runtime_module: Any) -> Runtime:
 
 
 @pytest.fixture(scope="module")
-def project_id(rt: Runtime) -> str:
-    return httpx.get(rt.url + "/api/v1/projects", headers=bearer(owner_key(rt))).json()["items"][0]["id"]
+def owner(rt: Runtime) -> dict[str, str]:
+    return owner_in_default_project(rt)
 
 
 @pytest.fixture(scope="module")
-def owner(rt: Runtime, project_id: str) -> dict[str, str]:
-    return {**bearer(owner_key(rt)), "X-Project-ID": project_id}
+def project_id(owner: dict[str, str]) -> str:
+    return owner["X-Project-ID"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,9 @@ def test_crud_versions_and_executions_record_their_version(rt: Runtime, owner: d
     assert get(rt, owner, first["id"])["output"] == "v1:a"  # an edit never changes a past run
     listed = httpx.get(rt.url + "/api/v1/workflows", headers=owner).json()
     assert wf["id"] in [w["id"] for w in listed["items"]] and "total" in listed
+    paged = httpx.get(rt.url + "/api/v1/workflows", headers=owner, params={"per_page": 1, "page": 2}).json()
+    assert (paged["page"], paged["per_page"], paged["total"]) == (2, 1, listed["total"])
+    assert len(paged["items"]) == min(1, max(listed["total"] - 1, 0))
     r = httpx.delete(f"{rt.url}/api/v1/workflows/{wf['id']}", headers=owner)
     assert r.status_code == 204
     assert httpx.get(f"{rt.url}/api/v1/workflows/{wf['id']}", headers=owner).status_code == 404

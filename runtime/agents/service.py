@@ -13,7 +13,15 @@ from typing import Any
 
 from runtime.agents import loop
 from runtime.agents.loop import AgentEvent, Done, Error
-from runtime.agents.tools import RAG_SEARCH, Tool, ToolError, builtin_tools, rag_search_tool
+from runtime.agents.tools import (
+    RAG_SEARCH,
+    RAG_SEARCH_SPEC,
+    Tool,
+    ToolError,
+    ToolSpec,
+    builtin_tools,
+    rag_search_tool,
+)
 from runtime.auth.access import ProjectContext
 from runtime.config import Settings
 from runtime.errors import InvalidRequest, NotFound
@@ -65,6 +73,11 @@ class AgentService:
 
     def builtin_names(self) -> list[str]:
         return sorted([*self.tools, RAG_SEARCH] if self.rag is not None else self.tools)
+
+    def builtin_specs(self) -> list[ToolSpec]:
+        """The built-in tools an agent may name, described (`GET /api/v1/tools`), in builtin_names' order."""
+        specs = [t.spec() for t in self.tools.values()] + ([RAG_SEARCH_SPEC] if self.rag is not None else [])
+        return sorted(specs, key=lambda s: s.name)
 
     # ---- the record ----------------------------------------------------------------------------------------------
 

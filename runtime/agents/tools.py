@@ -20,8 +20,8 @@ import httpx
 from runtime.agents import addresses
 from runtime.agents.addresses import MAX_REDIRECTS, AddressRefused, BodyTooLarge, address_allowed
 
-__all__ = ["Tool", "ToolError", "address_allowed", "builtin_tools", "check_url", "http_request_tool",
-           "rag_search_tool"]
+__all__ = ["RAG_SEARCH_SPEC", "Tool", "ToolError", "ToolSpec", "address_allowed", "builtin_tools", "check_url",
+           "http_request_tool", "rag_search_tool"]
 
 if TYPE_CHECKING:
     from runtime.rag import RagService
@@ -37,6 +37,15 @@ class ToolError(Exception):
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """What a tool is, without how it runs: what `GET /api/v1/tools` lists."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # a JSON schema of the arguments
+
+
+@dataclass(frozen=True)
 class Tool:
     name: str
     description: str
@@ -46,6 +55,9 @@ class Tool:
     def definition(self) -> dict[str, Any]:
         """The OpenAI function definition (`tools[].function`)."""
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.parameters)
 
 
 # ---- the address policy (runtime/agents/addresses.py) ---------------------------------------------------------------
@@ -124,13 +136,16 @@ def rag_search_tool(rag: RagService, project_id: str, source_ids: list[str]) -> 
         return "\n\n".join(f"[{n}] {names.get(h.source_id, h.source_id)} ({h.document}): "
                             f"{h.text.strip()[:MAX_SNIPPET_CHARS]}" for n, h in enumerate(hits, start=1))
 
-    return Tool(
-        RAG_SEARCH, "Search this agent's knowledge sources and return the most relevant passages.",
-        {"type": "object", "properties": {
-            "query": {"type": "string", "maxLength": 200, "description": "what to look for"},
-            "k": {"type": "integer", "description": "how many passages (1 to 10, default 3)"}},
-         "required": ["query"]},
-        run)
+    return Tool(RAG_SEARCH_SPEC.name, RAG_SEARCH_SPEC.description, RAG_SEARCH_SPEC.parameters, run)
+
+
+# Defined apart from its run: the tool list describes rag_search without an agent's sources to search.
+RAG_SEARCH_SPEC = ToolSpec(
+    RAG_SEARCH, "Search this agent's knowledge sources and return the most relevant passages.",
+    {"type": "object", "properties": {
+        "query": {"type": "string", "maxLength": 200, "description": "what to look for"},
+        "k": {"type": "integer", "description": "how many passages (1 to 10, default 3)"}},
+     "required": ["query"]})
 
 
 def builtin_tools(allow_private: bool = False, http_timeout: float = 20.0) -> dict[str, Tool]:

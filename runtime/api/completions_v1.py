@@ -23,8 +23,9 @@ from runtime.inference.results import ChatResult
 router = APIRouter(prefix="/v1", tags=["inference"])
 
 
-def _usage(results: list[ChatResult]) -> dict[str, int]:
-    prompt = sum(r.usage.prompt_tokens for r in results)
+def _usage(results: list[ChatResult], n: int) -> dict[str, int]:
+    """`results` in index order; a prompt's `n` choices share it, so each prompt is counted once."""
+    prompt = sum(r.usage.prompt_tokens for r in results[::n])
     out = sum(r.usage.completion_tokens for r in results)
     return {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out}
 
@@ -49,16 +50,16 @@ def completion_json(body: CompletionRequest, completion_id: str, results: list[C
             "choices": [{"index": i, "text": r.text, "finish_reason": r.finish_reason,
                          "logprobs": legacy_logprobs(r.logprobs) if body.logprobs is not None else None}
                         for i, r in enumerate(results)],
-            "usage": _usage(results), "tarx_route": results[0].route.as_dict(),
+            "usage": _usage(results, body.n), "tarx_route": results[0].route.as_dict(),
             **({"tarx_routes": [r.route.as_dict() for r in results]} if len(results) > 1 else {})}
 
 
 async def chunks_json(body: CompletionRequest, completion_id: str, events: AsyncIterator[CompletionEvent]
                       ) -> AsyncIterator[dict[str, Any]]:
-    """`text_completion` chunks, one choice each; the one that ends a prompt carries its finish_reason and route
+    """`text_completion` chunks, one choice each; the one that ends a choice carries its finish_reason and route
     evidence, and `stream_options.include_usage` adds a last chunk with no choices and the usage."""
     created = int(time.time())
-    finished: list[ChatResult] = []
+    finished: dict[int, ChatResult] = {}
     offsets: dict[int, int] = {}  # text emitted so far per choice, for text_offset
 
     def chunk(index: int, text: str, finish: str | None = None) -> dict[str, Any]:
@@ -75,13 +76,13 @@ async def chunks_json(body: CompletionRequest, completion_id: str, events: Async
                 offsets[event.index] = offsets.get(event.index, 0) + len(event.text)
                 yield piece
             elif isinstance(event, Completed):
-                finished.append(event.result)
+                finished[event.index] = event.result
                 last = chunk(event.index, "", event.result.finish_reason)
                 last["tarx_route"] = event.result.route.as_dict()
                 yield last
     if body.stream_options and body.stream_options.include_usage:
         usage = chunk(0, "")
-        usage["choices"], usage["usage"] = [], _usage(finished)
+        usage["choices"], usage["usage"] = [], _usage([finished[i] for i in sorted(finished)], body.n)
         yield usage
 
 

@@ -20,7 +20,7 @@ from runtime.compute import audit
 from runtime.compute.jobs import job_view
 from runtime.errors import InvalidRequest
 from runtime.store.identity import Project as Workspace
-from runtime.store.jobs import JobState
+from runtime.store.jobs import JOB_SORTS, JobState
 
 router = APIRouter(prefix="/v0", tags=["compute v0"])
 
@@ -146,10 +146,17 @@ async def list_jobs(svc: Svc, ctx: Project,
                     label: Annotated[list[str] | None, Query()] = None,
                     since: str | None = None, until: str | None = None,
                     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-                    page_size: Annotated[int, Query(ge=1, le=500, alias="pageSize")] = 50) -> dict[str, Any]:
+                    page_size: Annotated[int, Query(ge=1, le=500, alias="pageSize")] = 50,
+                    sort: Annotated[str, Query(max_length=40)] = "createdAt",
+                    order: Annotated[str, Query(max_length=10)] = "desc") -> dict[str, Any]:
     states = _states(state or [])
+    if sort not in JOB_SORTS:
+        raise InvalidRequest(f"unknown sort '{sort[:40]}'; use one of {sorted(JOB_SORTS)}")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order is asc or desc")
     found, total = await svc.jobs.list(ctx, states=states or None, labels=_labels(label or []), since=since,
-                                       until=until, limit=page_size, offset=(page - 1) * page_size)
+                                       until=until, limit=page_size, offset=(page - 1) * page_size, sort=sort,
+                                       descending=order == "desc")
     return {"items": [job_view(j) for j in found], "total": total, "page": page, "pageSize": page_size}
 
 

@@ -53,13 +53,49 @@ def error_response(request: Request, err: TarxError) -> JSONResponse:
     return JSONResponse(envelope(request.url.path, err), status_code=err.status, headers=err.headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for e in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _whole_body_message(error: dict[str, Any], content_type: str) -> str | None:
+    """Why the body as a whole was refused, when it was missing or not sent as JSON (curl's `-d` sends a form unless
+    told): pydantic's own words ("a valid dictionary or object to extract fields from") do not say what to change."""
+    if error.get("type") == "missing":
+        return "The request needs a JSON body."
+    if not _is_json(content_type):
+        sent = f"'{content_type}'" if content_type else "no content type"
+        return f"The request body must be JSON sent with 'Content-Type: application/json' (it came with {sent})."
+    return None
+
+
+_UNION_TAGS = ("function-", "constrained-", "lax-or-strict", "json-or-python", "tagged-union", "nullable")
+_TYPE_TAGS = {"str", "int", "float", "bool", "bytes", "dict", "list", "none"}
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part.startswith(_UNION_TAGS) or part in _TYPE_TAGS
+                                      or any(c in part for c in "[(<"))
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """The field an error is about. Pydantic puts each union member's tag in `loc` (`str`, `list[TextPart]`,
+    `function-after[functools.partial(<function min_length_validator at 0x…>, …)]`): internals and memory
+    addresses that name no field, so they are left out of the path."""
+    return ".".join(str(p) for p in loc if p != "body" and not _is_tag(p))
+
+
+def _validation_message(exc: RequestValidationError, content_type: str = "application/json") -> str:
+    by_field: dict[str, list[str]] = {}  # a union's members fail one by one: one entry per field, "a or b"
+    for e in exc.errors()[:8]:
         if e.get("type") == "json_invalid":
             return "The request body is not valid JSON."
-        parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+        if tuple(e.get("loc", ())) == ("body",) and (whole := _whole_body_message(e, content_type)):
+            return whole
+        msgs = by_field.setdefault(_field_path(tuple(e.get("loc", ()))), [])
+        if (msg := str(e.get("msg"))) not in msgs:
+            msgs.append(msg)
+    parts = [f"{loc}: {' or '.join(msgs)}" if loc else " or ".join(msgs) for loc, msgs in by_field.items()]
     return "Invalid request: " + "; ".join(parts)
 
 
@@ -73,7 +109,8 @@ def install(app: FastAPI) -> None:
         fam = family(request.url.path)
         # Seed 001 gives 422 VALIDATION_ERROR; the OpenAI family answers 400 invalid_request_error.
         status = 422 if fam is Family.platform else 400
-        err = TarxError(_validation_message(exc), status=status, type="invalid_request_error",
+        message = _validation_message(exc, request.headers.get("content-type", ""))
+        err = TarxError(message, status=status, type="invalid_request_error",
                         code="invalid_request", extra={"error_code": "VALIDATION_ERROR"})
         return error_response(request, err)
 

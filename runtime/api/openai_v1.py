@@ -65,56 +65,67 @@ def _tool_calls(calls: list[ToolCall], indexed: bool = False) -> list[dict[str, 
              "function": {"name": c.name, "arguments": c.arguments}} for i, c in enumerate(calls)]
 
 
-def _usage(result: ChatResult) -> dict[str, int]:
-    u = result.usage
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "total_tokens": u.total_tokens}
+def _usage(results: list[ChatResult]) -> dict[str, int]:
+    """The choices share one prompt: it is counted once, and every choice's completion tokens are added."""
+    prompt = results[0].usage.prompt_tokens
+    out = sum(r.usage.completion_tokens for r in results)
+    return {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out}
 
 
-def completion_json(result: ChatResult) -> dict[str, Any]:
+def _choice(index: int, result: ChatResult) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None if result.tool_calls else result.text,
                                "refusal": None}
     if result.tool_calls:
         message["tool_calls"] = _tool_calls(result.tool_calls)
-    return {"id": result.id, "object": "chat.completion", "created": result.created, "model": result.model,
-            "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason,
-                         "logprobs": None if result.logprobs is None else {"content": result.logprobs,
-                                                                           "refusal": None}}],
-            "usage": _usage(result), "tarx_route": result.route.as_dict()}
+    return {"index": index, "message": message, "finish_reason": result.finish_reason,
+            "logprobs": None if result.logprobs is None else {"content": result.logprobs, "refusal": None}}
+
+
+def completion_json(results: list[ChatResult]) -> dict[str, Any]:
+    """One `chat.completion` with a choice per result; with several choices, `tarx_routes` lists each one's route
+    evidence (`tarx_route` is the first's)."""
+    first = results[0]
+    return {"id": first.id, "object": "chat.completion", "created": first.created, "model": first.model,
+            "system_fingerprint": FINGERPRINT, "choices": [_choice(i, r) for i, r in enumerate(results)],
+            "usage": _usage(results), "tarx_route": first.route.as_dict(),
+            **({"tarx_routes": [r.route.as_dict() for r in results]} if len(results) > 1 else {})}
 
 
 async def chunks_json(body: ChatCompletionRequest, call_id: str, events: AsyncIterator[ChatEvent]
                       ) -> AsyncIterator[dict[str, Any]]:
-    """`chat.completion.chunk`s. Every chunk has one choice, except the usage chunk that
-    `stream_options.include_usage` asks for (OpenAI's rule: clients index `choices[0]` on all others); the
-    route evidence rides on the chunk that carries `finish_reason`."""
+    """`chat.completion.chunk`s. Every chunk has one choice (its `index` says which of the `n`), except the usage
+    chunk that `stream_options.include_usage` asks for, sent once every choice has finished (OpenAI's rule: clients
+    index `choices[0]` on all others); a choice's route evidence rides on the chunk that carries its
+    `finish_reason`."""
     created = int(time.time())
+    finished: dict[int, ChatResult] = {}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> dict[str, Any]:
         return {"id": call_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
                 "system_fingerprint": FINGERPRINT,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-    yield chunk({"role": "assistant", "content": ""})
     async with aclosing(events):  # a client that went away stops the generation
+        for index in range(body.n):
+            yield chunk({"role": "assistant", "content": ""}, index=index)
         async for event in events:
             if isinstance(event, TextDelta):
-                piece = chunk({"content": event.text})
+                piece = chunk({"content": event.text}, index=event.index)
                 if event.logprobs:
                     piece["choices"][0]["logprobs"] = {"content": event.logprobs, "refusal": None}
                 yield piece
             elif isinstance(event, ToolCalls):
-                yield chunk({"tool_calls": _tool_calls(event.calls, indexed=True)})
+                yield chunk({"tool_calls": _tool_calls(event.calls, indexed=True)}, index=event.index)
             elif isinstance(event, Final):
-                last = chunk({}, event.result.finish_reason)
+                finished[event.index] = event.result
+                last = chunk({}, event.result.finish_reason, event.index)
                 last["tarx_route"] = event.result.route.as_dict()
                 yield last
-                if body.stream_options and body.stream_options.include_usage:
-                    usage = chunk({})
-                    usage["choices"] = []
-                    usage["usage"] = _usage(event.result)
-                    yield usage
+    if body.stream_options and body.stream_options.include_usage and finished:
+        usage = chunk({})
+        usage["choices"] = []
+        usage["usage"] = _usage([finished[i] for i in sorted(finished)])
+        yield usage
 
 
 def sse(request: Request, chunks: AsyncIterator[dict[str, Any]], headers: dict[str, str]) -> EventSourceResponse:
@@ -152,10 +163,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, svc: S
     if body.stream:
         events = await svc.chat.stream(body, plan)
         return sse(request, chunks_json(body, plan.call_id, events), evidence_header)
-    result = await unless_disconnected(request, svc.chat.complete(body, plan))
-    if result is None:  # nobody is left to answer; 499 is what proxies log for this
+    results = await unless_disconnected(request, svc.chat.choices(body, plan))
+    if results is None:  # nobody is left to answer; 499 is what proxies log for this
         return JSONResponse({"error": {"message": "client disconnected"}}, status_code=499)
-    return JSONResponse(completion_json(result), headers=evidence_header)
+    return JSONResponse(completion_json(results), headers=evidence_header)
 
 
 @router.post("/embeddings", dependencies=needs_caller)

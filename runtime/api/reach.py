@@ -96,6 +96,7 @@ ROUTES: dict[tuple[str, str], Reach] = {
     ("GET", "/api/v1/skills/{skill_id}"): USER,
     ("POST", "/api/v1/skills"): USER,
     ("DELETE", "/api/v1/skills/{skill_id}"): USER,
+    ("GET", "/api/v1/tools"): USER,  # the built-in tools an agent may name (the console's agent form)
     ("GET", "/api/v1/mcp"): USER,
     ("POST", "/api/v1/mcp"): USER,
     ("POST", "/api/v1/mcp/discover"): USER,
@@ -124,6 +125,7 @@ ROUTES: dict[tuple[str, str], Reach] = {
     # workflow schedules and inbound webhooks (issue 14); the receiver's signature is its authorization
     ("GET", "/api/v1/workflows/{workflow_id}/schedule"): USER,
     ("PUT", "/api/v1/workflows/{workflow_id}/schedule"): USER,
+    ("GET", "/api/v1/schedules/preview"): USER,  # next run times of an unsaved cron (the schedule editor)
     ("POST", "/api/v1/webhooks/setup/{workflow_id}"): USER,
     ("POST", "/api/v1/webhooks/{workflow_id}"): SIGNED,
     # ---- seed 003: the compute API; sign-in by one-time code ------------------------------------------------------

@@ -4,6 +4,8 @@ A prompt is evaluated as written, with no chat template (llama-server's behaviou
 message of a `RawPromptRequest`, which `constraints.for_request` marks so `prompts.render` skips the template. On
 a hosted or enterprise plane it arrives as an ordinary chat message. `logprobs: n` asks the chat seam for the
 sampled tokens' logprobs and n alternatives (runtime/api/completions_v1.py writes them in the legacy shape).
+`n` choices per prompt run as the chat seam's choices (sharing the prompt's KV); as at OpenAI, choice `j` of
+prompt `p` has index `p * n + j`.
 Options this runtime cannot honour (`echo`, `suffix`, `best_of`, token-id prompts) are refused with a 400 naming
 them, never ignored.
 """
@@ -28,7 +30,7 @@ from runtime.inference.schemas import SAMPLING_FIELDS, ChatMessage, Sampling, Te
 
 StrictFloat = Annotated[float, Field(strict=True)]
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
-MAX_PROMPTS = 16  # prompts in one request (each is its own call)
+MAX_PROMPTS = 16  # prompts in one request (each is its own call), and choices in all (prompts times n)
 
 
 class CompletionRequest(Sampling):
@@ -60,6 +62,10 @@ class CompletionRequest(Sampling):
                     TypeAdapter(Text).validate_python(p)  # unpaired surrogates cannot be tokenized
         if not all(self.prompts):
             raise InvalidRequest("prompt must not be empty", code="invalid_prompt", extra={"param": "prompt"})
+        if len(self.prompts) * self.n > MAX_PROMPTS:
+            raise InvalidRequest(f"n={self.n} choices for each of {len(self.prompts)} prompts is "
+                                 f"{len(self.prompts) * self.n} choices; at most {MAX_PROMPTS} in one request",
+                                 code="invalid_value", extra={"param": "n"})
 
     @property
     def prompts(self) -> list[str]:
@@ -75,7 +81,7 @@ class CompletionRequest(Sampling):
 
 @dataclass(frozen=True)
 class Completed:
-    """One prompt's finished call (`index` is its place in the request's prompt list)."""
+    """One choice's finished call (`index` is its place in the response: prompt * n + choice)."""
 
     index: int
     result: ChatResult
@@ -83,7 +89,7 @@ class Completed:
 
 @dataclass(frozen=True)
 class Piece:
-    """Streamed text of prompt `index`, with its tokens' logprobs entries when the request asked."""
+    """Streamed text of choice `index`, with its tokens' logprobs entries when the request asked."""
 
     index: int
     text: str
@@ -95,19 +101,23 @@ CompletionEvent = Piece | Completed
 
 async def complete(chat: ChatService, body: CompletionRequest, principal: Principal | None,
                    headers: Mapping[str, str]) -> tuple[str, list[ChatResult]]:
-    """Every prompt run to its end, in order; returns the completion id and one result per prompt. Each prompt is
-    its own call on the chat seam (its own log row and route evidence)."""
+    """Every prompt run to its end; returns the completion id and one result per choice, in index order. Each
+    prompt's choices are calls on the chat seam (each its own log row and route evidence)."""
     body.check()
     plans = [await chat.plan(principal, headers) for _ in body.prompts]
-    results = await asyncio.gather(*(chat.complete(body.chat_request(p), plan)
-                                     for p, plan in zip(body.prompts, plans, strict=True)))
-    return _completion_id(plans[0]), list(results)
+    try:
+        async with asyncio.TaskGroup() as group:  # one failure stops the other prompts' calls
+            tasks = [group.create_task(chat.choices(body.chat_request(p), plan))
+                     for p, plan in zip(body.prompts, plans, strict=True)]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return _completion_id(plans[0]), [r for task in tasks for r in task.result()]
 
 
 async def stream(chat: ChatService, body: CompletionRequest, principal: Principal | None,
                  headers: Mapping[str, str]) -> tuple[str, str, AsyncIterator[CompletionEvent]]:
     """Start the first prompt's call (so a refusal is still an error status) and return the completion id, the
-    first call's evidence id and the events of every prompt, one after the other."""
+    first call's evidence id and the events of every prompt, one after the other (a prompt's choices together)."""
     body.check()
     plan = await chat.plan(principal, headers)
     first = await chat.stream(body.chat_request(body.prompts[0]), plan)
@@ -119,9 +129,9 @@ async def stream(chat: ChatService, body: CompletionRequest, principal: Principa
             async with aclosing(source):
                 async for event in source:
                     if isinstance(event, TextDelta) and (event.text or event.logprobs):
-                        yield Piece(index, event.text, event.logprobs)
+                        yield Piece(index * body.n + event.index, event.text, event.logprobs)
                     elif isinstance(event, Final):
-                        yield Completed(index, event.result)
+                        yield Completed(index * body.n + event.index, event.result)
 
     return _completion_id(plan), plan.evidence_id, events()
 

@@ -2,7 +2,9 @@
 
 Agents, RAG and workflows call inference in-process and read these values; only the API layer
 (runtime/api/openai_v1.py) turns them into OpenAI JSON. A streamed call yields `TextDelta` and `ToolCalls`
-events and ends with one `Final` that carries the same `ChatResult` a non-streamed call returns.
+events and ends with one `Final` that carries the same `ChatResult` a non-streamed call returns. A request with
+`n` > 1 choices streams every choice's events interleaved, each naming its choice (`index`), and ends with one
+`Final` per choice.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class TextDelta:
 
     text: str
     logprobs: list[dict[str, Any]] | None = None  # the entries of the tokens behind `text`, when asked for
+    index: int = 0  # the choice it belongs to (requests with n > 1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class ToolCalls:
     """The model's tool calls, whole (a call is released only once it parses)."""
 
     calls: list[ToolCall]
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class Final:
     """The last event of a stream: the same result a non-streamed call returns."""
 
     result: ChatResult
+    index: int = 0
 
 
 ChatEvent = TextDelta | ToolCalls | Final

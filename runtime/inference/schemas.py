@@ -6,11 +6,14 @@ These are also the typed inputs of the chat seam (runtime/inference/chat.py): ag
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 StrictFloat = Annotated[float, Field(strict=True)]
+# Choices one request may ask for (`n`). OpenAI allows 128; here every choice is a generation of its own that takes
+# a decode slot, so the bound stays near the slots a runner has (settings `parallel`, default 4) times two.
+MAX_CHOICES = 8
 
 
 def _encodable(text: str) -> str:
@@ -129,7 +132,7 @@ class Sampling(OpenAIBody):
     stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: Annotated[StrictInt, Field(ge=1, le=1)] = 1
+    n: Annotated[StrictInt, Field(ge=1, le=MAX_CHOICES)] = 1  # choices; the chat seam runs one generation each
     frequency_penalty: Annotated[StrictFloat, Field(ge=-2, le=2)] = 0.0
     presence_penalty: Annotated[StrictFloat, Field(ge=-2, le=2)] = 0.0
     user: StrictStr | None = None
@@ -140,6 +143,12 @@ class Sampling(OpenAIBody):
     top_k: Annotated[StrictInt, Field(ge=0)] = 0
     min_p: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.0
     repeat_penalty: Annotated[StrictFloat, Field(gt=0, le=10)] = 1.0
+
+    def choice(self, index: int) -> Self:
+        """The request for choice `index` of `n`: one generation, seeded `seed + index` when a seed is given, so
+        choices differ when sampling and a request is reproducible (at temperature 0 every choice is the same)."""
+        seed = None if self.seed is None else self.seed + index
+        return self.model_copy(update={"n": 1, "seed": seed})
 
     @property
     def token_bias(self) -> dict[int, float]:

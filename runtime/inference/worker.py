@@ -94,17 +94,18 @@ class ModelWorker:
                         extra={"retry_after_seconds": retry_after})
 
     def _expected_wait(self, job: Job) -> float:
-        """Seconds until `job` would get a slot, from the measured decode speed (called under the lock): zero with a
-        slot free and nothing queued ahead; else until the first running request ends, plus the queued work at or
-        above its class spread over the slots. Zero until a generation has been measured."""
+        """Seconds until `job` would get a slot, from the measured decode speed (called under the lock): zero while
+        the free slots outnumber the jobs queued ahead; else until the first running request ends, plus the queued
+        work at or above its class spread over the slots. Zero until a generation has been measured."""
         if self._tokens_per_second <= 0:
             return 0.0
-        ahead = 0.0
+        ahead, waiting = 0.0, 0
         for cls in QueueClass:
             ahead += sum(self._typical_tokens(j) for j in self._pending[cls] if isinstance(j, ChatJob))
+            waiting += len(self._pending[cls])
             if cls == job.queue_class:
                 break
-        if len(self.in_flight) < self.slots and not ahead:
+        if self.slots - len(self.in_flight) > waiting:  # a slot is free for it once those ahead are dispatched
             return 0.0
         left = [max((j.max_tokens or self.settings.max_output_tokens) - j.generated, 0)
                 for j in self.in_flight.values() if isinstance(j, ChatJob)]

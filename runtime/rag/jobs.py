@@ -4,6 +4,7 @@ here for real; every other valid job answers `rag_job_runner_not_live`, as the s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -168,6 +169,11 @@ async def _cosines(rag: RagService, query: str, texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros(0, dtype=np.float32)
     blobs = await rag.embed(rag.default_model, [query, *texts])
+    return await asyncio.to_thread(_cosines_of, blobs)  # numpy off the event loop, as retrieval's scan
+
+
+def _cosines_of(blobs: list[bytes]) -> np.ndarray:
+    """Cosine of each vector after the first to the first (the query)."""
     vectors = np.stack([np.frombuffer(b, dtype=np.float32) for b in blobs])
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return vectors[1:] @ vectors[0]

@@ -88,6 +88,28 @@ def rrf(*rankings: Sequence[int], k: int = RRF_K) -> dict[int, float]:
     return scores
 
 
+def _stack(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk ids, one row per vector) of a source's stored float32 blobs."""
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    matrix = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
+              else np.zeros((0, 0), dtype=np.float32))
+    return ids, matrix
+
+
+def _scan_top(matrices: Sequence[tuple[np.ndarray, np.ndarray]], q: np.ndarray,
+              limit: int) -> list[tuple[float, int]]:
+    """(similarity, chunk id) of each source's `limit` best chunks for the query vector `q` (sources whose vectors
+    have another dimension are skipped)."""
+    scored: list[tuple[float, int]] = []
+    for ids, matrix in matrices:
+        if not len(ids) or matrix.shape[1] != q.shape[0]:
+            continue
+        sims = matrix @ q
+        top = np.argpartition(-sims, limit)[:limit] if len(sims) > limit else np.arange(len(sims))
+        scored.extend((float(sims[i]), int(ids[i])) for i in top)
+    return scored
+
+
 def _scan(root: Path) -> dict[str, tuple[Path, str]]:
     """relative path -> (file, digest of its bytes) for the supported files under `root` (blocking)."""
     found: dict[str, tuple[Path, str]] = {}
@@ -390,10 +412,7 @@ class RagService:
         if cached is None:
             generation = self._generation.get(source_id, 0)
             rows = await store.vectors(self.db, project_id, source_id)
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            matrix = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
-                      else np.zeros((0, 0), dtype=np.float32))
-            cached = (ids, matrix)
+            cached = await asyncio.to_thread(_stack, rows)  # a copy of every vector: not on the event loop
             # Never cache a half-indexed source, nor rows read before an indexing that finished meanwhile.
             if source_id not in self._indexing and self._generation.get(source_id, 0) == generation:
                 self._vectors[source_id] = cached
@@ -407,13 +426,10 @@ class RagService:
         scored: list[tuple[float, int]] = []
         for model, source_ids in by_model.items():
             q = np.frombuffer((await self.embed(model, [query]))[0], dtype=np.float32)
-            for source_id in source_ids:
-                ids, matrix = await self._matrix(project_id, source_id)
-                if not len(ids) or matrix.shape[1] != q.shape[0]:
-                    continue
-                sims = matrix @ q
-                top = np.argpartition(-sims, limit)[:limit] if len(sims) > limit else np.arange(len(sims))
-                scored.extend((float(sims[i]), int(ids[i])) for i in top)
+            matrices = [await self._matrix(project_id, source_id) for source_id in source_ids]
+            # The scan runs in a worker thread (numpy releases the GIL in the product), so it overlaps BM25 on
+            # the database thread and never holds up the event loop's other requests.
+            scored.extend(await asyncio.to_thread(_scan_top, matrices, q, limit))
         scored.sort(key=lambda s: -s[0])
         return [chunk_id for _, chunk_id in scored[:limit]]
 

@@ -239,7 +239,8 @@ class Run:
         self.cancelled = False
         self.approvals: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
         self.waiting: set[str] = set()
-        self.early: dict[str, tuple[bool, str | None]] = {}  # decisions that came before the wait (after a restart)
+        # Decisions (approved, comment, by) that came before the wait (after a restart).
+        self.early: dict[str, tuple[bool, str | None, str | None]] = {}
         self.interrupted: list[str] = []  # nodes whose tasks were cancelled
         self.instant_errors: dict[str, Exception] = {}  # template nodes that failed inline, for the task path
         self.started_at = execution.started_at
@@ -252,12 +253,12 @@ class Run:
 
     # ---- control from outside -----------------------------------------------------------------------------------
 
-    def approve(self, node_id: str, approved: bool, comment: str | None) -> None:
+    def approve(self, node_id: str, approved: bool, comment: str | None, by: str | None = None) -> None:
         future = self.approvals.get(node_id)
         if future is None:
-            self.early[node_id] = (approved, comment)
+            self.early[node_id] = (approved, comment, by)
         elif not future.done():
-            future.set_result((approved, comment))
+            future.set_result((approved, comment, by))
 
     def cancel(self, grace: float) -> None:
         """Cooperative first (the cancel event), at once for generations (closing their stream stops them), and
@@ -674,7 +675,7 @@ class Run:
 
     async def _approval(self, node: g.Node, context: dict[str, Any], t0: float) -> Any:
         message = templates.render(node.config.message, context)  # type: ignore[attr-defined]
-        future: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[bool, str | None, str | None]] = asyncio.get_running_loop().create_future()
         if node.id in self.early:
             future.set_result(self.early.pop(node.id))
         self.approvals[node.id] = future
@@ -686,7 +687,7 @@ class Run:
         await self.recorder.write("approval_required", {"node_id": node.id, "execution_id": self.id,
                                                        "message": message, "status": WAITING}, wait)
         try:
-            approved, comment = await future
+            approved, comment, by = await future
         finally:
             self.waiting.discard(node.id)
             self.approvals.pop(node.id, None)
@@ -696,7 +697,7 @@ class Run:
             raise _Rejected(reason)
         if not self.waiting:
             await self.recorder.write(None, change=lambda tx: store.resume_running(tx, self.id))
-        return {"approved": True, "comment": comment}
+        return {"approved": True, "comment": comment, "by": by}  # as the approve answer showed it: who stays
 
 
 class _Rejected(Exception):

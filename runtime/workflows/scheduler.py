@@ -249,6 +249,17 @@ class ScheduleService:
         return ScheduleView(workflow_id, schedule.enabled, schedule.cron, schedule.timezone, runs,
                             schedule.last_fired_at, schedule.updated_at)
 
+    async def preview(self, cron: str, timezone: str | None) -> list[str]:
+        """The next run times of a cron expression that is not saved (the console's schedule editor previews them as
+        they are typed); InvalidSchedule when it does not parse or never fires. Nothing is stored."""
+        cron = " ".join(cron.split())
+        if not cron:
+            raise InvalidSchedule("A schedule needs a cron expression, e.g. '0 9 * * 1-5'.")
+        runs = await upcoming(trigger_for(cron, timezone or "UTC"))
+        if not runs:
+            raise InvalidSchedule(f"The cron expression '{cron}' never fires.")
+        return [iso(t) for t in runs]
+
     async def get(self, ctx: ProjectContext, workflow_id: str) -> ScheduleView:
         await require(self.db, ctx, READ, "workflow.schedule.read")
         await workflow_in(self.workflows, ctx.project.id, workflow_id)

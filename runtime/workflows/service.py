@@ -339,7 +339,7 @@ class WorkflowService:
         if not await recorder.write("approval_received", {"node_id": chosen.node_id, **decision}, decide):
             raise Conflict(f"Node '{chosen.node_id}' was decided already.")
         if run is not None:
-            run.approve(chosen.node_id, approved, comment)
+            run.approve(chosen.node_id, approved, comment, ctx.principal.user.id)
         await asyncio.sleep(0)  # let the run take the decision before answering
         return await self.execution(ctx, execution_id)
 

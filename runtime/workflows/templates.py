@@ -80,6 +80,11 @@ def _template(source: str) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def _expression(source: str) -> Any:
+    stripped = source.strip()
+    if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
+        # A condition written as a template (`{{ x > 1 }}`, as in every other config field) means its expression;
+        # Jinja alone would answer "expected token ':', got '}'" (it reads `{` as a dict literal).
+        source = stripped[2:-2]
     return ENV.compile_expression(source, undefined_to_none=False)
 
 

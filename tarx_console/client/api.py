@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
-from runtime.agents.tools import RAG_SEARCH, builtin_tools
 from runtime.api.families import Family, family
 from runtime.store.jobs import TERMINAL, JobState
 from tarx_console.client.errors import ClientError, NotFound, Refused, UnexpectedResponse, Unreachable, from_body
@@ -32,8 +31,6 @@ KEY_KINDS = ("tarx", "platform", "compute")
 JOB_STATES: tuple[str, ...] = tuple(state.value for state in JobState)
 TERMINAL_STATES: frozenset[str] = frozenset(state.value for state in TERMINAL)
 PAGE_MAX = 500  # /v0/jobs' largest page
-# An agent's built-in tools, from their one definition (MCP tools come from the project's servers).
-AGENT_TOOLS: tuple[str, ...] = tuple(sorted([*builtin_tools(), RAG_SEARCH]))
 # runtime.inference.planes.POLICIES' names, spelled out: importing that module loads llama_cpp (a second).
 EXECUTION_POLICIES = ("local", "supercomputer-fast", "supercomputer-deep", "enterprise-private", "enterprise-byo")
 TOOL_CHOICES = ("auto", "required", "none")  # or the name of one of the agent's tools
@@ -45,6 +42,9 @@ def _error_from(response: httpx.Response) -> Refused:
     except ValueError:
         body = None
     return from_body(response.status_code, body, response.text or response.reason_phrase)
+
+
+BIG_BODY = 64 * 1024  # bytes of JSON above which parsing it in a thread beats holding the event loop
 
 
 def _json(response: httpx.Response) -> Any:
@@ -114,7 +114,8 @@ class TarxClient:
             raise _error_from(r)
         if r.status_code == 204 or not r.content:
             return None
-        body = _json(r)
+        # A big answer (a page of 500 jobs: ~300 KB) is parsed off the event loop: the console keeps taking keys
+        body = _json(r) if len(r.content) < BIG_BODY else await asyncio.to_thread(_json, r)
         # Seed 003 wraps every answer in {"status", "message", "payload"}; seed 004 (/v0) answers bare (only its
         # errors share that envelope, which _error_from reads), and so do the other families.
         if family(path) is Family.compute:
@@ -226,15 +227,17 @@ class TarxClient:
 
     # ---- jobs ------------------------------------------------------------------------------------------------------
 
-    async def list_jobs(self, limit: int = 1000, state: str | None = None,
-                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """`limit` jobs from the `offset`-th newest on (pages of up to 500), and how many there are in all."""
+    async def list_jobs(self, limit: int = 1000, state: str | None = None, offset: int = 0,
+                        sort: str | None = None, descending: bool = True) -> tuple[list[dict[str, Any]], int]:
+        """`limit` jobs from the `offset`-th on, newest first or in the runtime's order of `sort` (a job field such
+        as "state" or "exitCode"), in pages of up to 500; and how many there are in all."""
         items: list[dict[str, Any]] = []
         # The API pages by number: one page size throughout, and one that divides the offset.
         size = math.gcd(offset, min(PAGE_MAX, limit)) if offset else min(PAGE_MAX, limit)
         page, total = offset // size + 1, 0
         while len(items) < limit:
-            params: dict[str, Any] = {"page": page, "pageSize": size, **({"state": state} if state else {})}
+            params: dict[str, Any] = {"page": page, "pageSize": size, **({"state": state} if state else {}),
+                                      **({"sort": sort, "order": "desc" if descending else "asc"} if sort else {})}
             body = await self._call("GET", "/v0/jobs", params=params)
             items += body["items"]
             total = body["total"]
@@ -316,7 +319,7 @@ class TarxClient:
         return (await self._call("GET", "/v1/models"))["data"]
 
     async def list_agents(self) -> list[dict[str, Any]]:
-        return (await self._call("GET", "/api/v1/agents"))["items"]
+        return (await self._call("GET", "/api/v1/agents", params={"per_page": 200}))["items"]
 
     async def agent(self, agent_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/api/v1/agents/{agent_id}")
@@ -360,6 +363,11 @@ class TarxClient:
 
     async def skills(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/api/v1/skills"))["items"]
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """The built-in tools an agent may name, as this runtime has them (name, description, parameters); an MCP
+        server's tools come with the server (`list_mcp`)."""
+        return (await self._call("GET", "/api/v1/tools"))["items"]
 
     async def rag_source(self, rag_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/api/v1/rags/{rag_id}")
@@ -445,6 +453,11 @@ class TarxClient:
         body = {"enabled": enabled, "cron": cron, "timezone": timezone}
         return await self._call("PUT", f"/api/v1/workflows/{workflow_id}/schedule", json=body)
 
+    async def preview_schedule(self, cron: str, timezone: str = "UTC") -> list[str]:
+        """The next run times of a cron expression not saved yet (RFC 3339, UTC)."""
+        answer = await self._call("GET", "/api/v1/schedules/preview", params={"cron": cron, "timezone": timezone})
+        return answer["next_run_times"]
+
     async def setup_webhook(self, workflow_id: str) -> dict[str, Any]:
         """A new inbound webhook URL and its signing secret (shown this once)."""
         return await self._call("POST", f"/api/v1/webhooks/setup/{workflow_id}")
@@ -477,7 +490,8 @@ class TarxClient:
         return counts, len(items) < newest
 
     async def execution(self, execution_id: str) -> dict[str, Any]:
-        """One execution with its `node_results`."""
+        """One execution with its `node_results` and the `graph` (nodes, edges) of the workflow version that ran
+        (absent from a runtime older than it)."""
         return await self._call("GET", f"/api/v1/executions/{execution_id}")
 
     async def execution_logs(self, execution_id: str) -> Any:

@@ -19,7 +19,7 @@ from textual.validation import Integer, Length, Number
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static, TextArea
 
 from tarx_console import fmt
-from tarx_console.client.api import AGENT_TOOLS, EXECUTION_POLICIES, TOOL_CHOICES, TarxClient
+from tarx_console.client.api import EXECUTION_POLICIES, TOOL_CHOICES, TarxClient
 from tarx_console.client.errors import ClientError
 from tarx_console.screens.base import TableView
 from tarx_console.screens.chat import ChatScreen, Conversation, tool_label
@@ -46,10 +46,11 @@ async def gather_choices(client: TarxClient) -> Choices:
         except ClientError:  # e.g. a platform key may not list /v1/models: the form still opens
             return []
 
-    models, servers, rags, skills = await asyncio.gather(
-        optional(client.models()), optional(client.list_mcp()), optional(client.rag_sources()),
-        optional(client.skills()))
-    tools = [(name, name) for name in AGENT_TOOLS]
+    # the built-in tools come from the runtime too: one of another version may offer others
+    models, builtin, servers, rags, skills = await asyncio.gather(
+        optional(client.models()), optional(client.tools()), optional(client.list_mcp()),
+        optional(client.rag_sources()), optional(client.skills()))
+    tools = [(t["name"], t["name"]) for t in builtin]
     tools += [(f"{s['name']}/{t['name']} (MCP)", f"mcp:{s['id']}:{t['name']}") for s in servers for t in s["tools"]]
     chat_models = [m["id"] for m in models if not m.get("embedding_only")]  # when the card says so
     return Choices(models=chat_models or [DEFAULT_MODEL], tools=tools,

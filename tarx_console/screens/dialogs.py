@@ -105,6 +105,8 @@ class Field:
     placeholder: str = ""  # shown as "e.g. …", dimmed: an example, never a value
     required: bool = False
     check: Callable[[str], str | None] | None = None  # the value (stripped) -> what is wrong with it, or None
+    # the value and the whole form -> what is wrong: for a field read by another's choice (a URL or a path by kind)
+    check_form: Callable[[str, dict[str, str]], str | None] | None = None
 
 
 def example(text: str) -> str:
@@ -152,9 +154,11 @@ class FormDialog(Dialog):
         return out
 
     @staticmethod
-    def problem(f: Field, value: str) -> str | None:
+    def problem(f: Field, value: str, form: dict[str, str] | None = None) -> str | None:
         if not value:
             return f"{f.label.split(' (')[0]} is required." if f.required else None
+        if f.check_form is not None and (wrong := f.check_form(value, form or {})):
+            return wrong
         return f.check(value) if f.check else None
 
     def validate(self, only: str | None = None) -> list[str]:
@@ -164,7 +168,7 @@ class FormDialog(Dialog):
         for f in self.fields:
             if f.options or (only is not None and f.name != only):
                 continue
-            problem = self.problem(f, values[f.name])
+            problem = self.problem(f, values[f.name], values)
             error = self.query_one(f"#e-{f.name}", Static)
             error.update(problem or "")
             error.set_class(bool(problem), "-shown")
@@ -175,6 +179,13 @@ class FormDialog(Dialog):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id and event.input.id.startswith("f-"):
             self.validate(event.input.id[2:])
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        # a choice changes what the other fields mean (a kind, a transport): check again those already filled in
+        if self.is_mounted:
+            for f in self.fields:
+                if f.check_form is not None and self.values()[f.name]:
+                    self.validate(f.name)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -1,6 +1,6 @@
-"""Executions: a live table (filtered by workflow and state), and a live view of one execution: its workflow's
-diagram with each node coloured by its state as the stream's events arrive, the selected node's output and log,
-an approve/reject prompt while a human-in-loop node waits, and cancel.
+"""Executions: a live table (filtered by workflow and state), and a live view of one execution: the diagram of the
+workflow version that ran, with each node coloured by its state as the stream's events arrive, the selected node's
+output and log, an approve/reject prompt while a human-in-loop node waits, and cancel.
 
 The live view follows the execution's SSE stream through `TarxClient.follow_execution`, which reconnects with
 `Last-Event-ID` after a dropped connection, so the view misses no event.
@@ -90,7 +90,7 @@ class ExecutionsScreen(TableView):
 
     def action_open(self) -> None:
         if (ex := self.require_selection()) is not None:
-            self.app.push_screen(ExecutionLiveScreen(ex["id"]))
+            self.app.push_screen(ExecutionLiveScreen(ex["id"], self.names.get(ex["workflow_id"], "")))
 
     def action_state_filter(self) -> None:
         order: list[str | None] = [None, *EXECUTION_STATES]
@@ -117,7 +117,7 @@ class ExecutionsScreen(TableView):
         if ex["status"] != "waiting_approval":
             self.notify(f"The execution is {ex['status']}, not waiting for approval.", severity="warning")
             return
-        self.app.push_screen(ExecutionLiveScreen(ex["id"]))
+        self.app.push_screen(ExecutionLiveScreen(ex["id"], self.names.get(ex["workflow_id"], "")))
 
     @work(group="executions-cancel")
     async def action_cancel(self) -> None:
@@ -161,12 +161,12 @@ class ExecutionLiveScreen(ViewScreen):
     ExecutionLiveScreen #node-log { width: 1fr; border: round $panel; border-title-color: $accent; }
     """
 
-    def __init__(self, execution_id: str) -> None:
+    def __init__(self, execution_id: str, workflow_name: str = "") -> None:
         super().__init__()
         self.execution_id = execution_id
         self.VIEW_TITLE = "Executions > …"
         self.execution: dict[str, Any] | None = None
-        self.workflow_name = ""
+        self.workflow_name = workflow_name  # when the opener knows it: one request fewer
         self.status = "pending"
         self.seq = 0  # the last event applied
         self.applied = 0  # events applied (the benchmark reads it)
@@ -231,18 +231,16 @@ class ExecutionLiveScreen(ViewScreen):
 
     async def open(self, client: TarxClient) -> None:
         ex = self.execution = await client.execution(self.execution_id)
+        # The graph of the version that ran: the workflow may have changed since. A runtime that does not send it
+        # (another version) gets the workflow as it is now.
         graph = ex.get("graph")
-        wf: dict[str, Any] | None = None
         if not isinstance(graph, dict):
             wf = await client.workflow(ex["workflow_id"])
-            graph = wf
-        else:
-            wf = None
-        self.workflow_name = (wf or {}).get("name") or ex.get("workflow_name") or ""
+            graph, self.workflow_name = wf, self.workflow_name or wf["name"]
         if not self.workflow_name:
             try:
                 self.workflow_name = (await client.workflow(ex["workflow_id"]))["name"]
-            except ClientError:
+            except ClientError:  # e.g. deleted since: the run still shows
                 self.workflow_name = ex["workflow_id"]
         self.VIEW_TITLE = f"Executions > {self.workflow_name} > {fmt.ident(self.execution_id, self.tarx.config.stable)}"
         for header in self.query("ConsoleHeader"):

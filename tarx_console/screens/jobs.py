@@ -1,9 +1,11 @@
 """Jobs: a live table updated by diff and coloured by state, one page at a time (`[`/`]`), sorted by any column
-(`o`, or a click on its header), filtered by state (`f`); space marks rows for a bulk cancel or retry (k9s);
-submit; a detail view whose log follows like `tail -f`. Cancel and retry always ask first."""
+(`o`, or a click on its header: the runtime sorts all the jobs, then pages), filtered by state (`f`); space marks
+rows for a bulk cancel or retry (k9s); submit; a detail view whose log follows like `tail -f`. Cancel and retry
+always ask first."""
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +36,9 @@ SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "attempt": lambda j: j["attempt"], "exit": lambda j: (j.get("exitCode") is None, j.get("exitCode") or 0),
     "created": lambda j: j["createdAt"],
 }
+# The runtime's name of each column's sort (GET /v0/jobs?sort=): sorting orders every job, not just one page.
+API_SORTS = {"id": "id", "state": "state", "command": "command", "labels": "labels", "node": "agentId",
+             "attempt": "attempt", "exit": "exitCode", "created": "createdAt"}
 MARK = "✓ "
 RETRYABLE = frozenset({"FAILED", "CANCELLED", "TIMED_OUT"})
 
@@ -45,6 +50,25 @@ def job_row(job: dict[str, Any], stable: bool = False) -> Row:
         fmt.ident(job.get("agentId"), stable), f"{job['attempt']}/{job['maxAttempts']}",
         "" if exit_code is None else str(exit_code), fmt.when(job["createdAt"], stable),
     ), STATE_STYLE.get(job["state"], ""))
+
+
+def job_version(job: dict[str, Any]) -> Any:
+    """What changes whenever the job's row would."""
+    return job["updatedAt"], job["state"]
+
+
+def format_rows(jobs: list[dict[str, Any]], cache: dict[str, tuple[Any, Row]], stable: bool
+                ) -> tuple[list[Row], dict[str, tuple[Any, Row]]]:
+    """The jobs' rows, reusing those of jobs unchanged since `cache` was made; and the cache for the next time.
+    Reads only its arguments (it runs in a thread)."""
+    rows, fresh = [], {}
+    for job in jobs:
+        version = job_version(job)
+        hit = cache.get(job["id"])
+        row = hit[1] if hit is not None and hit[0] == version else job_row(job, stable)
+        fresh[job["id"]] = (version, row)
+        rows.append(row)
+    return rows, fresh
 
 
 def job_columns(width: int) -> tuple[list[str], dict[str, int]]:
@@ -122,6 +146,7 @@ class JobsScreen(JobActions, TableView):
         self.state_filter: str | None = None
         self.sort_column: str | None = None  # None: newest first, as the runtime lists them
         self.sort_reverse = False
+        self.fetched_sort: tuple[str | None, bool] = (None, False)  # the sort the rows held were fetched in
         self.marked: set[str] = set()
 
     def on_mount(self) -> None:
@@ -136,21 +161,40 @@ class JobsScreen(JobActions, TableView):
 
     async def fetch(self, client: TarxClient) -> list[dict[str, Any]]:
         limit = self.tarx.config.jobs_limit
-        jobs, self.total = await client.list_jobs(limit, self.state_filter, offset=self.page * limit)
+        asked = (self.sort_column, self.sort_reverse)
+        sort = API_SORTS[asked[0]] if asked[0] else None
+
+        async def page() -> tuple[list[dict[str, Any]], int]:
+            return await client.list_jobs(limit, self.state_filter, offset=self.page * limit, sort=sort,
+                                          descending=asked[1])
+
+        jobs, self.total = await page()
         if not jobs and self.page > 0 and self.total:  # the page emptied (jobs deleted, a filter): go back one
             self.page = max(0, (self.total - 1) // limit)
-            jobs, self.total = await client.list_jobs(limit, self.state_filter, offset=self.page * limit)
+            jobs, self.total = await page()
+        self.fetched_sort = asked
         return jobs
 
     def row(self, job: dict[str, Any]) -> Row:
         return job_row(job, self.tarx.config.stable)
 
     def version(self, job: dict[str, Any]) -> Any:
-        return job["updatedAt"], job["state"]
+        return job_version(job)
+
+    async def load(self, client: TarxClient) -> None:
+        """As TableView's, with the rows of a page (up to 1,000 jobs, most of them new under load) formatted in a
+        thread: the event loop keeps answering keys meanwhile. Adopted on the loop, all at once."""
+        jobs = await self.fetch(client)
+        cache, stable = dict(self._row_cache), self.tarx.config.stable
+        rows, fresh = await asyncio.to_thread(format_rows, jobs, cache, stable)
+        self._row_cache, self.items, self.rows = fresh, {job["id"]: job for job in jobs}, rows
+        await self.input_quiet()  # keys pressed while the fetch was out come first
+        self.render_rows()
 
     def render_rows(self) -> None:
         rows = self.visible(self.rows)
-        if self.sort_column is not None:
+        if self.sort_column is not None and self.fetched_sort != (self.sort_column, self.sort_reverse):
+            # the sort just changed: order this page at once; the refresh it started brings the runtime's order
             by = SORT_KEYS[self.sort_column]
             rows = sorted(rows, key=lambda r: by(self.items[r.key]), reverse=self.sort_reverse)
         if self.marked:
@@ -200,11 +244,17 @@ class JobsScreen(JobActions, TableView):
         order: list[str | None] = [None, *(k for k, _ in self.table.column_spec)]
         current = self.sort_column if self.sort_column in order else None
         self.sort_column = order[(order.index(current) + 1) % len(order)]
-        self.render_rows()
+        self.sorted_again()
 
     def action_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
+        self.sorted_again()
+
+    def sorted_again(self) -> None:
+        """A new sort orders every job: back to the first page of it, fetched in the runtime's order."""
+        self.page = 0
         self.render_rows()
+        self.schedule_refresh(0)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
@@ -213,7 +263,7 @@ class JobsScreen(JobActions, TableView):
             self.sort_reverse = not self.sort_reverse
         else:
             self.sort_column, self.sort_reverse = key, False
-        self.render_rows()
+        self.sorted_again()
 
     def action_mark(self) -> None:
         key = self.table.current_key

@@ -4,17 +4,18 @@ streamable HTTP URL), discover a server's tools before connecting it, show a con
 from __future__ import annotations
 
 import shlex
+from functools import partial
 from typing import Any
 
 from rich.markup import escape
-from textual import work
+from textual import events, work
 from textual.binding import Binding
 
 from tarx_console import fmt
 from tarx_console.client.api import TarxClient
 from tarx_console.screens.base import TableView
 from tarx_console.screens.dialogs import ConfirmDialog, Field, FormDialog
-from tarx_console.screens.rag import TextDialog
+from tarx_console.screens.rag import TextDialog, url_problem
 from tarx_console.widgets.difftable import Row
 
 TRANSPORTS = ["stdio", "streamable_http"]
@@ -31,9 +32,30 @@ def transport(form: dict[str, str]) -> dict[str, Any] | str:
         if not words:
             return "A stdio server needs the command that starts it."
         return {"transport": "stdio", "command": words[0], "args": words[1:]}
-    if not target.startswith(("http://", "https://")):
-        return "A streamable HTTP server needs an http:// or https:// URL."
+    if problem := url_problem(target):
+        return problem
     return {"transport": "streamable_http", "url": target}
+
+
+def target_problem(target: str, form: dict[str, str]) -> str | None:
+    spec = transport({**form, "target": target})
+    return spec if isinstance(spec, str) else None
+
+
+def server_fields(values: dict[str, str], named: bool) -> list[Field]:
+    fields = [Field("name", "Name", values.get("name", ""), placeholder="e.g. files", required=True,
+                    check=lambda v: "A name is at most 100 characters." if len(v) > 100 else None)] if named else []
+    return [
+        *fields,
+        Field("transport", "Transport", values.get("transport", "stdio"), TRANSPORTS),
+        Field("target", "Command and arguments (stdio), or the server's URL (streamable_http)",
+              values.get("target", ""), placeholder="e.g. npx -y @mcp/files /srv or https://…/mcp", required=True,
+              check_form=target_problem),
+    ]
+
+
+async def create(name: str, spec: dict[str, Any], client: TarxClient) -> dict[str, Any]:
+    return await client.create_mcp(name, spec)
 
 
 def tools_text(tools: list[dict[str, Any]]) -> str:
@@ -54,6 +76,23 @@ class McpScreen(TableView):
         Binding("d", "delete", "Disconnect", id="mcp.delete"),
     ]
 
+    def on_mount(self) -> None:
+        self.fit_columns(self.app.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_columns(event.size.width)
+
+    def fit_columns(self, width: int) -> None:
+        """Under 100 columns (80x24, the SSH default) the transport (a URL or a command tells it) and the time of
+        discovery go, so the command or URL keeps room; long values are clipped, never pushed off screen."""
+        if width >= 100:
+            self.table.set_layout([k for k, _ in self.COLUMNS], {"id": 28, "target": 50}, tails={"id"})
+            return
+        fixed = {"id": 10, "name": 12, "status": 12, "tools": 5}
+        room = width - 4 - sum(fixed.values()) - 2 * (len(fixed) + 1)  # the table's border and cell padding
+        self.table.set_layout(["id", "name", "target", "status", "tools"], fixed | {"target": max(12, room)},
+                              tails={"id"})
+
     async def fetch(self, client: TarxClient) -> list[dict[str, Any]]:
         return await client.list_mcp()
 
@@ -66,36 +105,32 @@ class McpScreen(TableView):
                              fmt.ago(s.get("discovered_at"), stable) if s.get("discovered_at") else "-"),
                    "red" if s["status"] == "error" else "")
 
-    async def _ask(self, title: str, submit: str, named: bool) -> tuple[dict[str, str], dict[str, Any]] | None:
-        """The form until its values make a transport; None when cancelled."""
-        values: dict[str, str] = {}
-        while True:
-            fields = [Field("name", "Name", values.get("name", ""), placeholder="e.g. files")] if named else []
-            fields += [Field("transport", "Transport", values.get("transport", "stdio"), TRANSPORTS),
-                       Field("target", "Command with its arguments (stdio), or the server's URL (streamable_http)",
-                             values.get("target", ""), placeholder="e.g. npx -y @mcp/files /srv or https://…/mcp")]
-            form = await self.app.push_screen_wait(FormDialog(title, fields, submit=submit))
-            if not form:
-                return None
-            values = form
-            spec = transport(form)
-            if named and not form["name"]:
-                spec = "A server needs a name."
-            if isinstance(spec, str):
-                self.notify(spec, severity="error")
-                continue
-            return form, spec
+    async def _ask(self, title: str, submit: str, named: bool, values: dict[str, str] | None = None
+                   ) -> tuple[dict[str, str], dict[str, Any]] | None:
+        """The form (checked as it is typed: it submits only once its values make a transport) and that
+        transport; None when cancelled."""
+        form = await self.app.push_screen_wait(FormDialog(title, server_fields(values or {}, named), submit=submit))
+        if not form:
+            return None
+        spec = transport(form)
+        if isinstance(spec, str):  # the dialog checks this already; kept for a form changed under it
+            self.notify(spec, severity="error")
+            return None
+        return form, spec
 
     @work(group="mcp-create")
     async def action_create(self) -> None:
-        asked = await self._ask("Connect an MCP server", "Connect", named=True)
-        if asked is None:
-            return
-        form, spec = asked
-        server = await self.attempt(lambda c: c.create_mcp(form["name"], spec))
-        if server is not None:
-            self.notify(f"Connected '{server['name']}': {server['status']}, {len(server['tools'])} tools.")
-            self.schedule_refresh(0)
+        values: dict[str, str] = {}
+        while True:  # a refusal by the runtime (a name taken) reopens the form as it was
+            asked = await self._ask("Connect an MCP server", "Connect", named=True, values=values)
+            if asked is None:
+                return
+            values, spec = asked
+            server = await self.attempt(partial(create, values["name"], spec))
+            if server is not None:
+                self.notify(f"Connected '{server['name']}': {server['status']}, {len(server['tools'])} tools.")
+                self.schedule_refresh(0)
+                return
 
     @work(group="mcp-discover")
     async def action_discover(self) -> None:

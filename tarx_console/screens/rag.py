@@ -6,8 +6,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import httpx
 from rich.markup import escape
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -52,6 +53,43 @@ def hits_text(hits: list[dict[str, Any]]) -> str:
     return "\n\n".join(lines)
 
 
+def url_problem(url: str) -> str | None:
+    """What is wrong with `url` as an http(s) address, or None."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "That is not a URL."
+    if parsed.scheme not in ("http", "https"):
+        return "The URL must start with http:// or https://."
+    if not parsed.host:
+        return "The URL needs a host, e.g. https://example.com/page."
+    return None
+
+
+def source_problem(source: str, form: dict[str, str]) -> str | None:
+    """The source read as its kind says: a URL must be one, a directory an absolute path (on the runtime's
+    machine, which may be another one: whether it exists there, the runtime says on create)."""
+    kind = form.get("kind", "text")
+    if kind == "url":
+        return url_problem(source)
+    if kind == "directory" and not source.startswith(("/", "~")):
+        return "A directory is an absolute path on the runtime's machine, e.g. /srv/docs."
+    return None
+
+
+def source_fields(values: dict[str, str]) -> list[Field]:
+    return [
+        Field("name", "Name", values.get("name", ""), placeholder="e.g. handbook", required=True,
+              check=lambda v: "A name is at most 100 characters." if len(v) > 100 else None),
+        Field("kind", "Kind", values.get("kind", "text"), list(KINDS)),
+        Field("source", "Source (by kind: the text, a directory on the runtime's disk, a URL)",
+              values.get("source", ""), placeholder="e.g. /srv/docs or https://example.com/page", required=True,
+              check_form=source_problem),
+        Field("description", "Description (optional)", values.get("description", ""),
+              check=lambda v: "A description is at most 2,000 characters." if len(v) > 2000 else None),
+    ]
+
+
 async def create(form: dict[str, str], client: TarxClient) -> dict[str, Any]:
     return await client.create_rag(form["name"], form["kind"], {KINDS[form["kind"]]: form["source"]},
                                    form["description"])
@@ -67,6 +105,22 @@ class RagScreen(TableView):
         Binding("d", "delete", "Delete", id="rags.delete"),
         Binding("enter", "describe", "Describe", id="rags.describe"),
     ]
+
+    def on_mount(self) -> None:
+        self.fit_columns(self.app.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_columns(event.size.width)
+
+    def fit_columns(self, width: int) -> None:
+        """Long ids, names and errors clipped to the room there is; under 100 columns (80x24, the SSH default) the
+        time of indexing goes, so nothing is pushed off screen."""
+        if width >= 100:
+            fixed = {"id": 28, "name": 24, "kind": 9, "state": 9, "documents": 5, "chunks": 6, "indexed": 9}
+        else:
+            fixed = {"id": 10, "name": 14, "kind": 9, "state": 9, "documents": 4, "chunks": 6}
+        room = width - 4 - sum(fixed.values()) - 2 * (len(fixed) + 1)  # the table's border and cell padding
+        self.table.set_layout([*fixed, "error"], fixed | {"error": max(10, room)}, tails={"id"})
 
     async def fetch(self, client: TarxClient) -> list[dict[str, Any]]:
         return await client.rag_sources()
@@ -95,22 +149,11 @@ class RagScreen(TableView):
     @work(group="rags-create")
     async def action_create(self) -> None:
         values: dict[str, str] = {}
-        while True:
-            form = await self.app.push_screen_wait(FormDialog("New RAG source", [
-                Field("name", "Name", values.get("name", ""), placeholder="e.g. handbook"),
-                Field("kind", "Kind", values.get("kind", "text"), list(KINDS)),
-                Field("source", "The text itself (text), a directory on the runtime's machine (directory), or a URL",
-                      values.get("source", ""), placeholder="e.g. /srv/docs or https://example.com/page"),
-                Field("description", "Description (optional)", values.get("description", "")),
-            ]))
+        while True:  # the form checks itself as it is typed; a refusal by the runtime reopens it as it was
+            form = await self.app.push_screen_wait(FormDialog("New RAG source", source_fields(values)))
             if not form:
                 return
             values = form
-            problem = ("A source needs a name." if not form["name"] else
-                       "A source needs its text, directory or URL." if not form["source"] else "")
-            if problem:
-                self.notify(problem, severity="error")
-                continue
             created = await self.attempt(partial(create, form))
             if created is not None:
                 self.notify(f"Created '{created['name']}'; it indexes now.")

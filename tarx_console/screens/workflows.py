@@ -7,16 +7,20 @@ schedule (with its next run times), `w` sets up the inbound webhook (its URL and
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import re
+import zoneinfo
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Button, Input, Select, Static
 
 from tarx_console import fmt
 from tarx_console.client.api import TarxClient
@@ -448,24 +452,32 @@ class WorkflowEditScreen(ViewScreen):
 
     @work(group="wf-schedule")
     async def action_schedule(self) -> None:
-        info = self.schedule_info or {}
-        form = await self.app.push_screen_wait(FormDialog("Schedule", [
-            Field("enabled", "Runs on a schedule", "yes" if info.get("enabled") else "no", options=["yes", "no"]),
-            Field("cron", "Cron (minute hour day month weekday)", info.get("cron") or "0 9 * * 1-5"),
-            Field("timezone", "Time zone (IANA)", info.get("timezone") or "UTC"),
-        ], submit="Save"))
-        if not form:
-            return
-        saved = await self.attempt(lambda c: c.set_schedule(self.workflow_id, form["enabled"] == "yes",
-                                                            form["cron"], form["timezone"] or "UTC"))
-        if saved is None:
-            return
-        self.schedule_info = saved
-        self.summary()
-        runs = saved.get("next_run_times") or []
-        stable = self.tarx.config.stable
-        text = "\n".join(fmt.when(t, stable) for t in runs) if runs else "(disabled: no runs)"
-        self.notify(f"Next runs:\n{text}", title=f"Schedule {'on' if saved.get('enabled') else 'off'}")
+        saved = await self.app.push_screen_wait(ScheduleDialog(self.schedule_info or {}, self.save_schedule,
+                                                               self.tarx.config.stable, self.preview_schedule))
+        if saved is not None:
+            self.schedule_info = saved
+            self.summary()
+
+    async def save_schedule(self, form: dict[str, str]) -> dict[str, Any] | str:
+        """Save the schedule the dialog holds: the runtime's answer (with the next run times), or why it refused."""
+        client = self.tarx.client
+        if client is None:
+            return "Not connected to a runtime yet."
+        try:
+            return await client.set_schedule(self.workflow_id, form["enabled"] == "yes", form["cron"],
+                                             form["timezone"] or "UTC")
+        except ClientError as exc:
+            return exc.message
+
+    async def preview_schedule(self, cron: str, timezone: str) -> list[str] | str:
+        """The next run times of a cron not saved yet, or why the runtime refuses it."""
+        client = self.tarx.client
+        if client is None:
+            return "Not connected to a runtime yet."
+        try:
+            return await client.preview_schedule(cron, timezone or "UTC")
+        except ClientError as exc:
+            return exc.message
 
     @work(group="wf-webhook")
     async def action_webhook(self) -> None:
@@ -476,6 +488,130 @@ class WorkflowEditScreen(ViewScreen):
         made = await self.attempt(lambda c: c.setup_webhook(self.workflow_id))
         if made is not None:
             await self.app.push_screen_wait(WebhookDialog(made["url"], made["secret"]))
+
+
+CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,#-]+$")
+
+
+def cron_problem(cron: str) -> str | None:
+    """What is plainly wrong with a cron expression as it is typed (the runtime checks the rest on save)."""
+    fields = cron.split()
+    if len(fields) not in (5, 6):
+        return f"{len(fields)} field{'s' * (len(fields) != 1)}: a cron has 5 (minute hour day month weekday), " \
+               "or 6 with seconds first."
+    bad = next((f for f in fields if not CRON_FIELD.match(f)), None)
+    return f"'{bad}' is not a cron field (digits, names, * , - / only)." if bad else None
+
+
+@functools.cache
+def zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def timezone_problem(name: str) -> str | None:
+    zones = zone_names()
+    if not zones or name in zones:  # no tz database here: the runtime's answer says it
+        return None
+    return f"'{name}' is not an IANA time zone (e.g. UTC, Europe/Paris, America/New_York)."
+
+
+def runs_text(info: dict[str, Any], stable: bool) -> str:
+    runs = info.get("next_run_times") or []
+    if not info.get("enabled"):
+        return "Next runs: none (the schedule is off)."
+    return "Next runs: " + (", ".join(fmt.when(t, stable) for t in runs) if runs else "none (it never fires)")
+
+
+class ScheduleDialog(FormDialog):
+    """The schedule: on or off, cron and time zone, checked as they are typed, and the next run times: the runtime
+    previews those of the expression being typed (a moment after the last key) and says beside the field what it
+    refuses; ctrl+s saves and the dialog stays open with the saved schedule's; Esc closes it."""
+
+    DEFAULT_CSS = "ScheduleDialog #runs { margin-top: 1; color: $accent; }"
+
+    def __init__(self, info: dict[str, Any], save: Callable[[dict[str, str]], Awaitable[dict[str, Any] | str]],
+                 stable: bool, preview: Callable[[str, str], Awaitable[list[str] | str]] | None = None) -> None:
+        super().__init__("Schedule", [
+            Field("enabled", "Runs on a schedule", "yes" if info.get("enabled") else "no", options=["yes", "no"]),
+            Field("cron", "Cron (minute hour day month weekday)", info.get("cron") or "0 9 * * 1-5", required=True,
+                  check=cron_problem),
+            Field("timezone", "Time zone (IANA)", info.get("timezone") or "UTC", required=True,
+                  check=timezone_problem),
+        ], submit="Save")
+        self.info, self.save, self.stable, self.preview = info, save, stable, preview
+        self.saved: dict[str, Any] | None = None
+        self.shown_for: dict[str, str] = {}  # the form's values that the next runs shown belong to
+
+    def on_mount(self) -> None:  # FormDialog's runs too (Textual calls each class's handler)
+        box = self.query_one(Vertical)
+        box.mount(Static(runs_text(self.info, self.stable), id="runs"), before=box.query_one(".buttons"))
+        self.shown_for = self.values()
+
+    def show_runs(self, text: str) -> None:
+        self.query_one("#runs", Static).update(text)
+
+    def show_problem(self, name: str, text: str) -> None:
+        error = self.query_one(f"#e-{name}", Static)
+        error.update(text)
+        error.set_class(bool(text), "-shown")
+
+    # FormDialog's handlers of the same messages run too (Textual calls each class's): these only add the hint.
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.edited()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self.edited()
+
+    def edited(self) -> None:
+        if not self.query("#runs") or self.values() == self.shown_for:
+            return
+        form = self.values()
+        if self.preview is None or cron_problem(form["cron"]) or timezone_problem(form["timezone"] or "UTC"):
+            self.show_runs("Next runs: shown once the schedule is valid and saved (ctrl+s).")
+            return
+        self.show_runs("Next runs: …")
+        self.run_preview()
+
+    @work(group="schedule-preview", exclusive=True)
+    async def run_preview(self) -> None:
+        await asyncio.sleep(0.25)  # a moment after the last key: a newer edit cancels this one (exclusive)
+        form = self.values()
+        assert self.preview is not None
+        answer = await self.preview(form["cron"], form["timezone"] or "UTC")
+        if self.values() != form:
+            return
+        if isinstance(answer, str):
+            self.show_problem("timezone" if "time zone" in answer.lower() else "cron", answer)
+            self.show_runs("Next runs: none (not valid).")
+            return
+        when = ", ".join(fmt.when(t, self.stable) for t in answer)
+        self.show_runs(f"Next runs once saved: {when}" if form["enabled"] == "yes"
+                       else f"Next runs if turned on and saved: {when}")
+
+    def action_cancel(self) -> None:
+        self.dismiss(self.saved)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            event.prevent_default()  # FormDialog's handler would dismiss with None: the saved schedule goes back
+            self.dismiss(self.saved)
+
+    @work(group="schedule-save", exclusive=True)
+    async def action_submit(self) -> None:
+        bad = self.validate()
+        if bad:
+            self.query_one(f"#f-{bad[0]}").focus()
+            return
+        self.show_runs("Saving…")
+        answer = await self.save(self.values())
+        if isinstance(answer, str):  # the runtime refused: say so beside the field it is about
+            self.show_problem("timezone" if "time zone" in answer.lower() else "cron", answer)
+            self.show_runs("Not saved.")
+            return
+        self.saved = self.info = answer
+        self.shown_for = self.values()
+        self.show_runs(f"Saved ({'on' if answer.get('enabled') else 'off'}). {runs_text(answer, self.stable)}"
+                       "  esc closes")
 
 
 class WebhookDialog(SecretDialog):

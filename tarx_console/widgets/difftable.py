@@ -62,12 +62,19 @@ class DiffTable(DataTable):
         if cursor_key in self._shown:
             self.move_cursor(row=self.get_row_index(cursor_key), scroll=False)
 
-    def _project(self, row: Row) -> tuple[str, ...]:
+    def _projection(self) -> list[tuple[int, int | None, bool]] | None:
+        """Per column shown: where its value is in a Row, its cap, whether it is clipped at the front; None when
+        rows show as they are. Worked out once per sync, not per row (a page is 1,000 rows)."""
         if self.column_spec == self.all_columns and not self.caps:
+            return None
+        index = {k: i for i, (k, _) in enumerate(self.all_columns)}
+        return [(index[k], self.caps.get(k), k in self.tails) for k, _ in self.column_spec]
+
+    def _project(self, row: Row, projection: list[tuple[int, int | None, bool]] | None) -> tuple[str, ...]:
+        if projection is None:
             values = row.values
         else:
-            index = {k: i for i, (k, _) in enumerate(self.all_columns)}
-            values = tuple(clip(row.values[index[k]], self.caps.get(k), k in self.tails) for k, _ in self.column_spec)
+            values = tuple(clip(row.values[i], cap, tail) for i, cap, tail in projection)
         return (row.mark + values[0], *values[1:]) if row.mark and values else values
 
     @property
@@ -78,7 +85,8 @@ class DiffTable(DataTable):
 
     def sync(self, rows: Sequence[Row]) -> None:
         self._last = list(rows)
-        wanted = {row.key: (self._project(row), row.style) for row in rows}
+        projection = self._projection()
+        wanted = {row.key: (self._project(row, projection), row.style) for row in rows}
         cursor_key = self.current_key
         columns = [key for key, _ in self.column_spec]
         gone = [key for key in self._shown if key not in wanted]

@@ -15,8 +15,10 @@ from conftest import Runtime
 from runtime.config import Settings
 from support.identity import owner_key
 from tarx_console.app import Launch, TarxApp
+from tarx_console.client.api import TarxClient
 from tarx_console.client.connect import Target
 from tarx_console.config import ConsoleConfig
+from tarx_console.demo import Demo, create_demo
 from tarx_console.widgets.difftable import DiffTable
 
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
@@ -83,6 +85,30 @@ async def select_row(pilot: Pilot, contains: str) -> None:
     t.focus()
     t.move_cursor(row=index)
     await pilot.pause()
+
+
+def snapshot_app(rt: Runtime, **config: Any) -> TarxApp:
+    """The console for a snapshot: `stable` hides generated ids, times and ports, and no refresh comes mid-shot."""
+    return attached(rt, console_config(**({"stable": True, "refresh_seconds": 60} | config)))
+
+
+async def view_settled(pilot: Pilot, view: str, until: Callable[[], Any] | None = None) -> None:
+    """Connect, open `view` and wait for its first refresh (and `until`, when given), then a moment to paint."""
+    await ready(pilot)
+    await open_view(pilot, view)
+    await wait_for(pilot, lambda: pilot.app.screen.refreshes > 0 and (until is None or until()),  # type: ignore[attr-defined]
+                   30, f"{view} to show its data")
+    await pilot.pause(0.3)
+
+
+def with_demo(rt: Runtime, jobs: bool = False) -> Demo:
+    """`tarx demo` on `rt` (the demo project, its agent, RAG source and workflow), as the console would run it."""
+
+    async def build() -> Demo:
+        async with TarxClient.over_http(rt.url, owner_key(rt)) as client:
+            return await create_demo(client, jobs=jobs)
+
+    return asyncio.run(build())
 
 
 def drive(app: TarxApp, scenario: Callable[[Pilot], Any], connect: bool = True) -> None:

@@ -1,5 +1,8 @@
 """Helpers for workflow tests: creating and running workflows over HTTP, reading execution streams, and a small
-local HTTP server (slow and flaky endpoints) for httpNode tests."""
+local HTTP server (slow and flaky endpoints) for httpNode tests.
+
+`polling_rt` and `polling_owner` are module fixtures, named `rt` and `owner`, for tests that poll: a runtime with the
+request rate limits off, and its owner in the default project. A test module imports them to use them."""
 
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from conftest import Runtime
+from support.identity import owner_in_default_project
 
 FINISHED = ("completed", "failed", "cancelled", "rejected")
 
@@ -31,6 +36,28 @@ def create(rt: Runtime, headers: dict[str, str], nodes: list[dict[str, Any]], ed
     r = httpx.post(rt.url + "/api/v1/workflows", headers=headers, json={"name": name, "nodes": nodes, "edges": edges})
     assert r.status_code == 201, r.text
     return r.json()
+
+
+@pytest.fixture(scope="module", name="rt")
+def polling_rt(make_runtime_module: Any) -> Runtime:
+    return make_runtime_module({"TARX_RATE_LIMITS": "false"})  # the polls would pass /api/v1's limit
+
+
+@pytest.fixture(scope="module", name="owner")
+def polling_owner(rt: Runtime) -> dict[str, str]:
+    return owner_in_default_project(rt)
+
+
+def create_graph(rt: Runtime, headers: dict[str, str], graph: dict[str, Any], name: str) -> str:
+    """The id of a new workflow with `graph` ({"nodes": ..., "edges": ...})."""
+    return create(rt, headers, graph["nodes"], graph["edges"], name)["id"]
+
+
+def executions(rt: Runtime, headers: dict[str, str], workflow_id: str) -> list[dict[str, Any]]:
+    """The workflow's executions, newest first."""
+    r = httpx.get(rt.url + "/api/v1/executions", headers=headers, params={"workflow_id": workflow_id, "limit": 200})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
 
 
 def execute(rt: Runtime, headers: dict[str, str], workflow_id: str, input: Any = "hello") -> str:

@@ -18,13 +18,14 @@ from runtime.api.platform_v1 import (
     schedules,
     secrets,
     skills,
+    tools,
     webhooks,
     workflows,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["platform"])
-for _module in (identity, platform_keys, projects, secrets, rag, mcp, agents, skills, workflows, executions, schedules,
-                webhooks):
+for _module in (identity, platform_keys, projects, secrets, rag, mcp, agents, skills, tools, workflows, executions,
+                schedules, webhooks):
     router.include_router(_module.router)
 
 __all__ = ["router"]

@@ -19,7 +19,7 @@ from sse_starlette import EventSourceResponse
 from runtime.agents.loop import AgentEvent, Delta, Done, Error, ToolCallEvent, ToolResultEvent
 from runtime.api.bodies import Body
 from runtime.api.deps import Project, Svc, requires
-from runtime.api.platform_v1.shapes import Name, page
+from runtime.api.platform_v1.shapes import Name, Page, PerPage, page
 from runtime.auth.access import WRITE, ProjectContext
 
 router = APIRouter()
@@ -71,7 +71,13 @@ def result_json(event: Done | Error) -> dict[str, Any] | JSONResponse:
     if isinstance(event, Error):
         return JSONResponse({"detail": event.detail, "error_code": "LLM_ERROR", "status": 502}, status_code=502)
     return {"response": event.response, "model": event.model, "provider": event.provider,
-            "input_tokens": event.input_tokens, "output_tokens": event.output_tokens, "tool_calls": event.tool_calls}
+            "input_tokens": event.input_tokens, "output_tokens": event.output_tokens, "tool_calls": event.tool_calls,
+            **_incomplete(event)}
+
+
+def _incomplete(event: Done) -> dict[str, str]:
+    """Why an answer is incomplete (`max_tool_rounds`: the last round was cut off), beside seed 001's fields."""
+    return {"incomplete": event.incomplete} if event.incomplete else {}
 
 
 def sse_event(event: AgentEvent) -> dict[str, str]:
@@ -84,16 +90,16 @@ def sse_event(event: AgentEvent) -> dict[str, str]:
                                      "success": event.success}
     elif isinstance(event, Done):
         name, data = "done", {"input_tokens": event.input_tokens, "output_tokens": event.output_tokens,
-                              "model": event.model, "provider": event.provider}
+                              "model": event.model, "provider": event.provider, **_incomplete(event)}
     else:
         name, data = "error", {"detail": event.detail}
     return {"event": name, "data": json.dumps(data, ensure_ascii=False, separators=(",", ":"))}
 
 
 @router.get("/agents")
-async def list_agents(svc: Svc, ctx: Project) -> dict[str, Any]:
+async def list_agents(svc: Svc, ctx: Project, page_no: Page = 1, per_page: PerPage = 20) -> dict[str, Any]:
     rows = await svc.agents.list(ctx)
-    return page(rows, 1, max(len(rows), 1))
+    return page(rows, page_no, per_page)
 
 
 @router.post("/agents", status_code=201)

@@ -1,10 +1,11 @@
 """`/api/v1/executions`: workflow executions (seed 001), polled or streamed (seed 002).
 
-Members read and follow; editors approve and cancel. The stream is Server-Sent Events (`node_start`,
-`node_complete`, `node_failed`, `approval_required`, ..., then `execution_complete` or `execution_failed`), each with
-its sequence number as id and `type` in its data; `Last-Event-ID` resumes after what a client saw, and a finished
-execution's stream replays and closes. EventSource cannot send headers, so `?token=` is accepted here (the access
-log never records query strings)."""
+Members read and follow; editors approve and cancel. One execution's GET also carries `graph`, the nodes and edges
+of the workflow version that ran, so a viewer draws what ran even after the workflow changed. The stream is
+Server-Sent Events (`node_start`, `node_complete`, `node_failed`, `approval_required`, ..., then
+`execution_complete` or `execution_failed`), each with its sequence number as id and `type` in its data;
+`Last-Event-ID` resumes after what a client saw, and a finished execution's stream replays and closes. EventSource
+cannot send headers, so `?token=` is accepted here (the access log never records query strings)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ def execution_item(ex: Execution) -> dict[str, Any]:
             "created_at": ex.created_at, "started_at": ex.started_at, "completed_at": ex.completed_at}
 
 
-def execution_json(view: ExecutionView) -> dict[str, Any]:
+def execution_json(view: ExecutionView, *, graph: bool = False) -> dict[str, Any]:
+    """`graph` adds the nodes and edges of the workflow version that ran (the workflow may have changed since);
+    only the single-execution GET carries it, so lists and action answers stay small."""
     results = {}
     for n in view.nodes:
         result: dict[str, Any] = {"status": n.status, "output": n.output, "duration_ms": n.duration_ms}
@@ -52,7 +55,10 @@ def execution_json(view: ExecutionView) -> dict[str, Any]:
         result.update(node_type=n.node_type, attempts=n.attempts, started_at=n.started_at,
                       completed_at=n.completed_at)
         results[n.node_id] = result
-    return {**execution_item(view.execution), "node_results": results}
+    out = {**execution_item(view.execution), "node_results": results}
+    if graph:
+        out["graph"] = {"nodes": view.execution.graph["nodes"], "edges": view.execution.graph["edges"]}
+    return out
 
 
 def logs_json(logs: ExecutionLogs) -> dict[str, Any]:
@@ -81,7 +87,7 @@ async def list_executions(svc: Svc, ctx: Project, limit: Limit = 20, cursor: Cur
 
 @router.get("/executions/{execution_id}")
 async def get_execution(execution_id: str, svc: Svc, ctx: Project) -> dict[str, Any]:
-    return execution_json(await svc.workflows.execution(ctx, execution_id))
+    return execution_json(await svc.workflows.execution(ctx, execution_id), graph=True)
 
 
 @router.get("/executions/{execution_id}/logs")

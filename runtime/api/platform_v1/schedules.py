@@ -1,16 +1,18 @@
 """`/api/v1/workflows/{id}/schedule`: a workflow's cron schedule (seed 001: "Enable or disable the schedule
-trigger"). Reading needs any project role, changing it editor. Both answer with the next five run times."""
+trigger"). Reading needs any project role, changing it editor. Both answer with the next five run times.
+`/api/v1/schedules/preview` (not in the seeds) gives those times for a cron not saved yet, for an editor that shows
+them as the expression is typed."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import Field, StrictBool, StrictStr
 
 from runtime.api.bodies import Body
-from runtime.api.deps import Project, Svc, requires
+from runtime.api.deps import Caller, Project, Svc, requires
 from runtime.auth.access import WRITE, ProjectContext
 
 router = APIRouter()
@@ -34,3 +36,10 @@ async def put_schedule(workflow_id: str, body: ScheduleBody, svc: Svc,
                        ) -> dict[str, Any]:
     return asdict(await svc.schedules.put(ctx, workflow_id, enabled=body.enabled, cron=body.cron,
                                           timezone=body.timezone))
+
+
+@router.get("/schedules/preview")
+async def preview_schedule(svc: Svc, caller: Caller, cron: Annotated[str, Query(min_length=1, max_length=200)],
+                           timezone: Annotated[str, Query(min_length=1, max_length=64)] = "UTC") -> dict[str, Any]:
+    return {"cron": " ".join(cron.split()), "timezone": timezone,
+            "next_run_times": await svc.schedules.preview(cron, timezone)}

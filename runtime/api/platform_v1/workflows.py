@@ -14,7 +14,7 @@ from pydantic import Field, StrictStr
 from runtime.api.bodies import Body
 from runtime.api.deps import Project, Svc, requires
 from runtime.api.platform_v1.executions import Cursor, Limit, Status, execution_item
-from runtime.api.platform_v1.shapes import Name, page
+from runtime.api.platform_v1.shapes import Name, Page, PerPage, page
 from runtime.auth.access import WRITE, ProjectContext
 from runtime.workflows.graph import MAX_EDGES, MAX_NODES
 from runtime.workflows.service import WorkflowView
@@ -83,9 +83,9 @@ def workflow_json(view: WorkflowView) -> dict[str, Any]:
 
 
 @router.get("/workflows")
-async def list_workflows(svc: Svc, ctx: Project) -> dict[str, Any]:
+async def list_workflows(svc: Svc, ctx: Project, page_no: Page = 1, per_page: PerPage = 20) -> dict[str, Any]:
     rows = [workflow_json(v) for v in await svc.workflows.list(ctx)]
-    return page(rows, 1, max(len(rows), 1))
+    return page(rows, page_no, per_page)
 
 
 @router.post("/workflows", status_code=201)
