@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import Runtime
-from support.identity import bearer, owner_in_default_project, owner_key
+from support.identity import owner_in_default_project, owner_key
 from support.workflows import create, execute, wait
 
 CHAT = b'{"model": "tarx-local", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}'
@@ -28,7 +28,7 @@ def test_json_sent_without_a_json_content_type_says_so(runtime: Runtime, content
 
 def test_the_readme_curl_without_content_type_is_explained_in_every_family(runtime: Runtime) -> None:
     form = {"content-type": "application/x-www-form-urlencoded"}  # what `curl -d` sends unless told
-    auth = bearer(owner_key(runtime))
+    auth = owner_in_default_project(runtime)  # the shared runtime may hold more projects by now
     with runtime.client() as c:
         platform = c.post("/api/v1/rags", content=b'{"name": "n", "kind": "text", "config": {"text": "t"}}',
                           headers={**auth, **form})

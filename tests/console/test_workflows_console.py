@@ -12,7 +12,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 from textual.pilot import Pilot
-from textual.widgets import Select
+from textual.widgets import Select, Static
 
 from conftest import Runtime
 from runtime.config import Settings
@@ -23,7 +23,7 @@ from tarx_console.client.api import TarxClient
 from tarx_console.client.connect import Target
 from tarx_console.screens.dialogs import ConfirmDialog, FormDialog
 from tarx_console.screens.executions import ExecutionLiveScreen, ExecutionsScreen
-from tarx_console.screens.workflows import WebhookDialog, WorkflowEditScreen
+from tarx_console.screens.workflows import ScheduleDialog, WebhookDialog, WorkflowEditScreen
 from tarx_console.widgets.graph import WorkflowGraph
 
 APPROVAL = {
@@ -91,6 +91,9 @@ async def submit_form(pilot: Pilot, **values: str) -> None:
             continue
         field.value = value  # a value set as a paste would set it
     await pilot.press("ctrl+s")
+    if isinstance(dialog, ScheduleDialog):  # it stays open with the saved schedule's next runs; Esc closes it
+        await wait_for(pilot, lambda: "Saved" in str(dialog.query_one("#runs", Static).render()), what="the save")
+        await pilot.press("escape")
     await wait_for(pilot, lambda: pilot.app.screen is not dialog, what="the form to close")
 
 
