@@ -5,7 +5,7 @@ Same GGUF, same threads, same context, temperature 0. Every measure alternates t
 round prints the load average beside it, so a busy machine is visible. Decode speed is timed from the first token
 to the last.
 
-    python bench/inference.py [--rounds 3] [--max-tokens 128] [--threads N] [--skip-peer]
+    python bench/inference.py [--rounds 3] [--max-tokens 128] [--threads N] [--skip-peer] [--decode-only]
 
 Goals (issue 16), as ratios tarx / llama-server: single-stream decode >= 1.0; aggregate tok/s with 4 and 8 clients
 >= 0.9; TTFT p50 with 4 clients <= 1.5; 1,500-token prefill <= 1.05; 6-turn chat <= 1.05; embeddings/s >= 1.0;
@@ -275,6 +275,8 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--clients", type=int, nargs="+", default=[4, 8, 16])
     ap.add_argument("--skip-peer", action="store_true", help="tarx and the raw binding only")
+    ap.add_argument("--decode-only", action="store_true",
+                    help="only single-stream decode, tarx and llama-server alternating, --rounds times")
     args = ap.parse_args()
     gguf = smollm2_path()
     assert gguf is not None, "the bundled SmolLM2 is not installed"
@@ -306,7 +308,13 @@ def main() -> None:
         try:
             stream(tarx.url, [{"role": "user", "content": "hi"}], 4)  # load the model
             raw_stream(llm, "hi", 4)
-            for rnd in range(args.rounds):
+            for rnd in range(args.rounds if args.decode_only else 0):
+                for system in _ordered([tarx, peer(1)], rnd % 2 == 1):
+                    s, _ = stream(system.url, [{"role": "user", "content": f"Round {rnd}. {PROMPT}"}],
+                                  args.max_tokens)
+                    table.add("single stream decode tok/s (first to last token)", system.name, s.tps)
+                print(f"round {rnd + 1}: {load()}", flush=True)
+            for rnd in range(0 if args.decode_only else args.rounds):
                 flip = rnd % 2 == 1
                 print(f"round {rnd + 1}: {load()}", flush=True)
                 single_round(table, tarx, peer(1), llm, args.max_tokens, flip, rnd)
@@ -323,28 +331,33 @@ def main() -> None:
                     table.add("embeddings/s, 256 sentences in batches of 32", system.name,
                               embeddings(system.url, MODEL))
                 print(f"  chat and embeddings done: {load()}", flush=True)
-            memory = "resident memory after chat + embeddings, MiB"
-            table.add(memory, "tarx", rss_mib(tarx.pid), higher_better=False)
-            # The same with one KV cache shared by the slots (settings.kv_unified): llama-server's `-c` semantics,
-            # at the price of answers that depend on their neighbours (see bench/determinism.py).
-            shared = Tarx(folder, args.threads, args.n_ctx, "tarx-kv-unified", {"TARX_KV_UNIFIED": "true"})
-            try:
-                stream(shared.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
-                embeddings(shared.url, MODEL)
-                table.add(f"{memory}, kv_unified", "tarx", rss_mib(shared.pid), higher_better=False)
-            finally:
-                shared.close()
-            if peers:
-                p = next(iter(peers.values()))
-                llama_server_rss = rss_mib(p.pid)
-                table.add(memory, "llama-server", llama_server_rss, higher_better=False)
-                table.add(f"{memory}, kv_unified", "llama-server", llama_server_rss, higher_better=False)
+            if not args.decode_only:
+                memory_rows(table, tarx, list(peers.values()), folder, args)
         finally:
             tarx.close()
             for p in peers.values():
                 p.close()
             llm.close()
     table.print()
+
+
+def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path, args: argparse.Namespace) -> None:
+    memory = "resident memory after chat + embeddings, MiB"
+    table.add(memory, "tarx", rss_mib(tarx.pid), higher_better=False)
+    # The same with one KV cache shared by the slots (settings.kv_unified): llama-server's `-c` semantics,
+    # at the price of answers that depend on their neighbours (see bench/determinism.py).
+    shared = Tarx(folder, args.threads, args.n_ctx, "tarx-kv-unified", {"TARX_KV_UNIFIED": "true"})
+    try:
+        stream(shared.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
+        embeddings(shared.url, MODEL)
+        table.add(f"{memory}, kv_unified", "tarx", rss_mib(shared.pid), higher_better=False)
+    finally:
+        shared.close()
+    if peers:
+        p = peers[0]
+        llama_server_rss = rss_mib(p.pid)
+        table.add(memory, "llama-server", llama_server_rss, higher_better=False)
+        table.add(f"{memory}, kv_unified", "llama-server", llama_server_rss, higher_better=False)
 
 
 def _ordered(systems: list[System | None], flip: bool) -> list[System]:
