@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from textual.pilot import Pilot
 
 from conftest import Runtime
-from support.console import SIZE, attached, console_config, open_view, ready, rows, wait_for
+from support.console import SIZE, settled, snapshot_app, wait_for
 from tarx_console.screens.dialogs import FormDialog, HelpDialog
 
 
@@ -19,33 +17,12 @@ def fresh(make_runtime_module) -> Runtime:  # type: ignore[no-untyped-def]
     return make_runtime_module({"TARX_LOCAL_NODE": "false"}, name="snapshots")
 
 
-def settled(view: str | None = None, then: Callable[[Pilot], object] | None = None) -> Callable:
-    async def run_before(pilot: Pilot) -> None:
-        await ready(pilot)
-        if view:
-            await open_view(pilot, view)
-            await wait_for(pilot, lambda: pilot.app.screen.refreshes > 0 and rows(pilot.app) is not None)
-        else:
-            await wait_for(pilot, lambda: pilot.app.screen.refreshes > 0, what="the dashboard's first refresh")
-        if then is not None:
-            result = then(pilot)
-            if hasattr(result, "__await__"):
-                await result  # type: ignore[misc]
-        await pilot.pause(0.3)
-
-    return run_before
-
-
-def app(rt: Runtime):  # type: ignore[no-untyped-def]
-    return attached(rt, console_config(stable=True, refresh_seconds=60))
-
-
 def test_dashboard(snap_compare, fresh: Runtime) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app(fresh), terminal_size=SIZE, run_before=settled())
+    assert snap_compare(snapshot_app(fresh), terminal_size=SIZE, run_before=settled())
 
 
 def test_keys_view(snap_compare, fresh: Runtime) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app(fresh), terminal_size=SIZE, run_before=settled("keys"))
+    assert snap_compare(snapshot_app(fresh), terminal_size=SIZE, run_before=settled("keys"))
 
 
 def test_new_key_dialog(snap_compare, fresh: Runtime) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +30,7 @@ def test_new_key_dialog(snap_compare, fresh: Runtime) -> None:  # type: ignore[n
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, FormDialog))
 
-    assert snap_compare(app(fresh), terminal_size=SIZE, run_before=settled("keys", new_key))
+    assert snap_compare(snapshot_app(fresh), terminal_size=SIZE, run_before=settled("keys", new_key))
 
 
 def test_command_line_completes_views(snap_compare, fresh: Runtime) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +38,7 @@ def test_command_line_completes_views(snap_compare, fresh: Runtime) -> None:  # 
         await pilot.press("colon", "n", "o")
         await pilot.pause(0.3)
 
-    assert snap_compare(app(fresh), terminal_size=SIZE, run_before=settled("projects", type_colon))
+    assert snap_compare(snapshot_app(fresh), terminal_size=SIZE, run_before=settled("projects", type_colon))
 
 
 def test_bindings_help(snap_compare, fresh: Runtime) -> None:  # type: ignore[no-untyped-def]
@@ -69,4 +46,4 @@ def test_bindings_help(snap_compare, fresh: Runtime) -> None:  # type: ignore[no
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpDialog))
 
-    assert snap_compare(app(fresh), terminal_size=SIZE, run_before=settled("jobs", help_panel))
+    assert snap_compare(snapshot_app(fresh), terminal_size=SIZE, run_before=settled("jobs", help_panel))

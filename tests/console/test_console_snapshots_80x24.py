@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 
 from conftest import Runtime
-from support.console import attached, console_config, open_view, ready, rows, select_row, wait_for
+from support.console import select_row, settled, snapshot_app, wait_for
 from support.identity import bearer, owner_key
 from tarx_console.screens.dialogs import ConfirmDialog, FormDialog, HelpDialog, SecretDialog, SignInDialog
 from tarx_console.screens.jobs import JobDetailScreen
@@ -31,27 +31,6 @@ def small(make_runtime_module) -> Runtime:  # type: ignore[no-untyped-def]
     return rt
 
 
-def app(rt: Runtime):  # type: ignore[no-untyped-def]
-    return attached(rt, console_config(stable=True, refresh_seconds=60))
-
-
-def settled(view: str | None = None, then: Callable[[Pilot], object] | None = None) -> Callable:
-    async def run_before(pilot: Pilot) -> None:
-        await ready(pilot)
-        if view:
-            await open_view(pilot, view)
-            await wait_for(pilot, lambda: pilot.app.screen.refreshes > 0 and rows(pilot.app) is not None)
-        else:
-            await wait_for(pilot, lambda: pilot.app.screen.refreshes > 0, what="the dashboard's first refresh")
-        if then is not None:
-            result = then(pilot)
-            if hasattr(result, "__await__"):
-                await result  # type: ignore[misc]
-        await pilot.pause(0.3)
-
-    return run_before
-
-
 def press_for(key: str, screen: type, *, row: str | None = None) -> Callable[[Pilot], object]:
     async def go(pilot: Pilot) -> None:
         if row is not None:
@@ -66,20 +45,20 @@ def press_for(key: str, screen: type, *, row: str | None = None) -> Callable[[Pi
 
 @pytest.mark.parametrize("view", ["jobs", "keys", "projects", "nodes"])
 def test_view(snap_compare, small: Runtime, view: str) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app(small), terminal_size=SMALL, run_before=settled(view))
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL, run_before=settled(view))
 
 
 def test_dashboard(snap_compare, small: Runtime) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app(small), terminal_size=SMALL, run_before=settled())
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL, run_before=settled())
 
 
 def test_job_detail(snap_compare, small: Runtime) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app(small), terminal_size=SMALL,
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL,
                         run_before=settled("jobs", press_for("enter", JobDetailScreen, row="train.py")))
 
 
 def test_members(snap_compare, small: Runtime) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app(small), terminal_size=SMALL,
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL,
                         run_before=settled("projects", press_for("enter", MembersScreen, row="default")))
 
 
@@ -100,7 +79,7 @@ def test_dialog(snap_compare, small: Runtime, view: str, key: str, dialog: type 
         await wait_for(pilot, lambda: len(pilot.app.screen_stack) > 1 and (
             dialog is None or isinstance(pilot.app.screen, dialog)), what=f"the dialog behind {key}")
 
-    assert snap_compare(app(small), terminal_size=SMALL, run_before=settled(view, open_dialog))
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL, run_before=settled(view, open_dialog))
 
 
 def test_add_member_dialog(snap_compare, small: Runtime) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +88,7 @@ def test_add_member_dialog(snap_compare, small: Runtime) -> None:  # type: ignor
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, FormDialog))
 
-    assert snap_compare(app(small), terminal_size=SMALL, run_before=settled("projects", add))
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL, run_before=settled("projects", add))
 
 
 def test_form_shows_what_is_wrong(snap_compare, small: Runtime) -> None:  # type: ignore[no-untyped-def]
@@ -119,7 +98,7 @@ def test_form_shows_what_is_wrong(snap_compare, small: Runtime) -> None:  # type
         await pilot.press("tab", *"novalue", "ctrl+s")
         await wait_for(pilot, lambda: "required" in str(pilot.app.screen.query_one("#e-command").render()))
 
-    assert snap_compare(app(small), terminal_size=SMALL, run_before=settled("jobs", submit_empty))
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL, run_before=settled("jobs", submit_empty))
 
 
 def test_secret_and_sign_in_dialogs(snap_compare, small: Runtime) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +106,7 @@ def test_secret_and_sign_in_dialogs(snap_compare, small: Runtime) -> None:  # ty
         pilot.app.push_screen(SecretDialog("New platform key 'laptop'", "sk-tarx-" + "Ab3d" * 9 + "xy"))
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, SecretDialog))
 
-    assert snap_compare(app(small), terminal_size=SMALL, run_before=settled("keys", secret))
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL, run_before=settled("keys", secret))
 
 
 def test_sign_in_dialog(snap_compare, small: Runtime) -> None:  # type: ignore[no-untyped-def]
@@ -138,4 +117,4 @@ def test_sign_in_dialog(snap_compare, small: Runtime) -> None:  # type: ignore[n
         pilot.app.push_screen(SignInDialog("test · •••", never))
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, SignInDialog))
 
-    assert snap_compare(app(small), terminal_size=SMALL, run_before=settled("keys", sign_in))
+    assert snap_compare(snapshot_app(small), terminal_size=SMALL, run_before=settled("keys", sign_in))

@@ -92,6 +92,25 @@ def snapshot_app(rt: Runtime, **config: Any) -> TarxApp:
     return attached(rt, console_config(**({"stable": True, "refresh_seconds": 60} | config)))
 
 
+def settled(view: str | None = None, then: Callable[[Pilot], object] | None = None) -> Callable:
+    """A snapshot's run_before: connected, `view` (else the dashboard) refreshed once, then `then(pilot)`."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await ready(pilot)
+        if view:
+            await open_view(pilot, view)
+            await wait_for(pilot, lambda: pilot.app.screen.refreshes > 0 and rows(pilot.app) is not None)
+        else:
+            await wait_for(pilot, lambda: pilot.app.screen.refreshes > 0, what="the dashboard's first refresh")
+        if then is not None:
+            result = then(pilot)
+            if hasattr(result, "__await__"):
+                await result  # type: ignore[misc]
+        await pilot.pause(0.3)
+
+    return run_before
+
+
 async def view_settled(pilot: Pilot, view: str, until: Callable[[], Any] | None = None) -> None:
     """Connect, open `view` and wait for its first refresh (and `until`, when given), then a moment to paint."""
     await ready(pilot)
