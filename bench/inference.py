@@ -6,6 +6,7 @@ round prints the load average beside it, so a busy machine is visible. Decode sp
 to the last.
 
     python bench/inference.py [--rounds 3] [--max-tokens 128] [--threads N] [--skip-peer] [--decode-only]
+                              [--memory-only]
 
 Goals (issue 16), as ratios tarx / llama-server: single-stream decode >= 1.0; aggregate tok/s with 4 and 8 clients
 >= 0.9; TTFT p50 with 4 clients <= 1.5; 1,500-token prefill <= 1.05; 6-turn chat <= 1.05; embeddings/s >= 1.0;
@@ -85,6 +86,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (tarx's model runners). Pages the API process and a runner both
+    map (shared libraries) count in each: RSS, not PSS, because PSS would also split the model file's pages with the
+    other systems in this benchmark that map the same GGUF."""
     total = 0.0
     for p in [pid, *_children(pid)]:
         try:
@@ -248,14 +252,14 @@ class Table:
         self.rows[row].setdefault(system, []).append(value)
 
     def print(self) -> None:
-        print(f"\n{'measure':<48} {'tarx':>9} {'llama-server':>12} {'raw':>9} {'ratio':>7}")
+        print(f"\n{'measure':<62} {'tarx':>9} {'llama-server':>12} {'raw':>9} {'ratio':>7}")
         for row, higher in self.order:
             med = {s: statistics.median(v) for s, v in self.rows[row].items()}
             t, p, r = med.get("tarx"), med.get("llama-server"), med.get("raw")
             ratio = f"{t / p:.2f}" if t and p else ""
             if t and r and not p:
                 ratio = f"{t / r:.2f} raw"
-            print(f"{row:<48} {_fmt(t):>9} {_fmt(p):>12} {_fmt(r):>9} {ratio:>7}"
+            print(f"{row:<62} {_fmt(t):>9} {_fmt(p):>12} {_fmt(r):>9} {ratio:>7}"
                   f"  ({'higher' if higher else 'lower'} is better)")
 
 
@@ -277,6 +281,8 @@ def main() -> None:
     ap.add_argument("--skip-peer", action="store_true", help="tarx and the raw binding only")
     ap.add_argument("--decode-only", action="store_true",
                     help="only single-stream decode, tarx and llama-server alternating, --rounds times")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the memory rows, after one chat and one embeddings pass on each system")
     args = ap.parse_args()
     gguf = smollm2_path()
     assert gguf is not None, "the bundled SmolLM2 is not installed"
@@ -314,7 +320,12 @@ def main() -> None:
                                   args.max_tokens)
                     table.add("single stream decode tok/s (first to last token)", system.name, s.tps)
                 print(f"round {rnd + 1}: {load()}", flush=True)
-            for rnd in range(0 if args.decode_only else args.rounds):
+            if args.memory_only:
+                stream(tarx.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
+                embeddings(tarx.url, MODEL)
+                if (emb := peer(0)) is not None:
+                    embeddings(emb.url, MODEL)
+            for rnd in range(0 if args.decode_only or args.memory_only else args.rounds):
                 flip = rnd % 2 == 1
                 print(f"round {rnd + 1}: {load()}", flush=True)
                 single_round(table, tarx, peer(1), llm, args.max_tokens, flip, rnd)
@@ -332,7 +343,7 @@ def main() -> None:
                               embeddings(system.url, MODEL))
                 print(f"  chat and embeddings done: {load()}", flush=True)
             if not args.decode_only:
-                memory_rows(table, tarx, list(peers.values()), folder, args)
+                memory_rows(table, tarx, list(peers.values()), folder, args, binary, gguf)
         finally:
             tarx.close()
             for p in peers.values():
@@ -341,7 +352,8 @@ def main() -> None:
     table.print()
 
 
-def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path, args: argparse.Namespace) -> None:
+def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path, args: argparse.Namespace,
+                binary: Path | None, gguf: Path) -> None:
     memory = "resident memory after chat + embeddings, MiB"
     table.add(memory, "tarx", rss_mib(tarx.pid), higher_better=False)
     # The same with one KV cache shared by the slots (settings.kv_unified): llama-server's `-c` semantics,
@@ -354,10 +366,23 @@ def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path
     finally:
         shared.close()
     if peers:
-        p = peers[0]
-        llama_server_rss = rss_mib(p.pid)
-        table.add(memory, "llama-server", llama_server_rss, higher_better=False)
-        table.add(f"{memory}, kv_unified", "llama-server", llama_server_rss, higher_better=False)
+        p = peers[0]  # the embedding instance, the last one started: -np 1, one KV cache of n_ctx cells
+        for mode in ("", ", kv_unified"):
+            table.add(f"{memory}{mode}", "llama-server", rss_mib(p.pid), higher_better=False)
+        p.close()
+    if binary is not None:
+        # The same capacity as tarx's default: `parallel` slots that each hold n_ctx tokens. llama-server's `-c` is
+        # shared by its slots (`-c 4096 -np 4` gives each 1,024), so it needs -c n_ctx x 4 for that.
+        slots = Settings().parallel
+        wide = LlamaServer(binary, gguf, args.threads, args.n_ctx * slots, slots, folder)
+        try:
+            stream(wide.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
+            table.add(f"resident memory after chat, {slots} slots x {args.n_ctx} tokens, MiB", "llama-server",
+                      rss_mib(wide.pid), higher_better=False)
+        finally:
+            wide.close()
+        table.add(f"resident memory after chat, {slots} slots x {args.n_ctx} tokens, MiB", "tarx",
+                  table.rows[memory]["tarx"][0], higher_better=False)
 
 
 def _ordered(systems: list[System | None], flip: bool) -> list[System]:

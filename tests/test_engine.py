@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -206,3 +208,35 @@ def test_idle_model_unloads_after_keep_alive(make_runtime) -> None:
     wait_for(lambda: rt.health()["models"]["tarx-local"]["state"] == "unloaded", timeout=10)
     warm(rt)  # and loads again on the next request
     assert rt.health()["models"]["tarx-local"]["stats"]["loads"] == 2
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_only_runners_load_llama_cpp(runtime: Runtime) -> None:
+    """The API process compiles response formats and tool calls to grammars, builds the prompt's turns and reads
+    embeddings without mapping llama.cpp (29 MiB with the numpy it loads: issue 16's memory goal); runners map it."""
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"]}
+    tool = {"type": "function", "function": {"name": "weather", "parameters": schema}}
+    with runtime.client() as c:
+        r = c.post("/v1/chat/completions", json=chat_body(
+            "Where is Paris?", max_tokens=40,
+            response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}))
+        assert r.status_code == 200, r.text
+        assert set(json.loads(r.json()["choices"][0]["message"]["content"])) == {"city"}
+        r = c.post("/v1/chat/completions", json=chat_body("Weather in Oslo?", max_tokens=40, tools=[tool],
+                                                          tool_choice="required"))
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "weather"
+        # llama.cpp refuses this grammar (the converter writes `\d` as invalid GBNF): the runner says so, as a 400.
+        bad = {"type": "object", "properties": {"n": {"type": "string", "pattern": "^\\d+$"}}}
+        r = c.post("/v1/chat/completions", json=chat_body(
+            response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": bad}}))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json_schema", r.text
+        assert c.post("/v1/embeddings", json={"model": "tarx-local", "input": ["a", "b"]}).status_code == 200
+    api = _maps(runtime.proc.pid)
+    assert "libllama" not in api and "libggml" not in api  # numpy too, but RAG tests on this runtime map it
+    runners = [p for p in Path("/proc").iterdir() if p.name.isdigit() and (p / "stat").exists()
+               and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(runtime.proc.pid)]
+    assert any("libllama" in _maps(int(p.name)) for p in runners)

@@ -19,45 +19,27 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llama_cpp
 import numpy as np
-from llama_cpp import Llama
+from llama_cpp._internals import LlamaModel
 
 from runtime.errors import ContextLengthExceeded, InvalidRequest, TarxError
 from runtime.inference import prompts
-from runtime.inference.constraints import Constraint
 from runtime.inference.embedder import ContextEmbedder, Event, error_tuple
-from runtime.inference.registry import PromptFormat
+from runtime.inference.order import Order
 from runtime.inference.stops import StopMatcher
 
+if TYPE_CHECKING:
+    from runtime.inference.registry import PromptFormat
 
-@dataclass
-class Order:
-    """One chat generation as the runner receives it (picklable; built from a ChatJob by the worker)."""
 
-    id: str
-    messages: list[dict[str, Any]]
-    constraint: Constraint
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    seed: int | None = None
-    stops: list[str] = field(default_factory=list)
-    stop_token_ids: list[int] = field(default_factory=list)
-    logit_bias: dict[int, float] = field(default_factory=dict)
-    logprobs: bool = False
-    top_logprobs: int = 0
-    seconds_left: float | None = None  # the route deadline, as seconds from when the order was sent
-    max_cpu_seconds: float | None = None
-    sent_at: float = 0.0  # time.monotonic() in the sender (a system-wide clock on Linux)
-
+# When llama.cpp refuses a grammar (runtime/inference/constraints.py builds them): the converter writes some patterns
+# (like `\d`) as invalid GBNF, and llama.cpp caps how far repetitions may expand. Checked before the request takes a
+# slot, so the client gets a 400.
+GRAMMAR_REFUSED = ("the JSON schema compiles to a grammar llama.cpp refuses: too many repetitions (lower "
+                   "maxLength/maxItems), or a 'pattern' it cannot express")
 
 @dataclass
 class _Active:
@@ -97,20 +79,16 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class Batcher:
-    def __init__(self, llm: Llama, prompt_format: PromptFormat, *, n_ctx: int, n_batch: int, parallel: int,
-                 threads: int, prefix_reuse: bool, prefill_chunk: int, kv_unified: bool = False,
-                 model: Any = None) -> None:
-        """`llm` renders and tokenizes prompts (it may be vocabulary-only); `model` (a llama_model pointer, owned
-        by the batcher from now on) holds the weights decoded with, else `llm`'s own."""
-        self.llm = llm
-        self._own_model = model
+    def __init__(self, model: LlamaModel, prompt_format: PromptFormat, *, n_ctx: int, n_batch: int, parallel: int,
+                 threads: int, prefix_reuse: bool, prefill_chunk: int, kv_unified: bool = False) -> None:
+        """`model` (owned by the batcher from now on) holds the weights decoded with and tokenizes prompts."""
+        self.model = model
         self.prompt_format = prompt_format
         self.parallel = max(1, parallel)
         self.n_batch = max(n_batch, self.parallel)
         self.prefill_chunk = max(1, min(prefill_chunk, self.n_batch))
-        model = model or llm._model.model
         # Sliding-window models keep only the window's cells, so a stored prefix may be gone: no reuse for them.
-        self.prefix_reuse = prefix_reuse and llama_cpp.llama_model_n_swa(model) == 0
+        self.prefix_reuse = prefix_reuse and llama_cpp.llama_model_n_swa(model.model) == 0
         params = llama_cpp.llama_context_default_params()
         # Every slot gets the whole context: its own stream of n_ctx cells, or a share of one n_ctx (kv_unified).
         params.n_ctx = n_ctx if kv_unified else n_ctx * self.parallel
@@ -124,17 +102,17 @@ class Batcher:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
-        self.ctx = llama_cpp.llama_init_from_model(model, params)
+        self.ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context")
         self.mem = llama_cpp.llama_get_memory(self.ctx)
-        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.vocab = model.vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx) // (1 if kv_unified else self.parallel)  # one sequence's most
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(self.parallel)]
         self._ended: list[Event] = []  # requests that finished while sampling this step
-        self.embedder = ContextEmbedder(llm, model, n_ctx=self.n_ctx, threads=threads)
+        self.embedder = ContextEmbedder(model, n_ctx=self.n_ctx, threads=threads)
         self._pieces: dict[int, bytes] = {}
 
     def close(self) -> None:
@@ -145,8 +123,7 @@ class Batcher:
                 slot.active = None
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
-        if self._own_model:
-            llama_cpp.llama_model_free(self._own_model)
+        self.model.close()
 
     # ---- requests ---------------------------------------------------------------------------------------------
 
@@ -170,7 +147,7 @@ class Batcher:
         if not free:
             raise TarxError("no free slot in the model's runner", status=503, type="server_error",
                             code="model_unavailable")
-        prompt = prompts.render(self.llm, self.prompt_format, order.messages, order.constraint)
+        prompt = prompts.render(self.model, self.prompt_format, order.turns, order.raw_prompt)
         n_prompt = len(prompt.tokens)
         if n_prompt >= self.n_ctx:
             raise ContextLengthExceeded(f"The prompt is {n_prompt} tokens; this model's context is {self.n_ctx} "
@@ -230,11 +207,11 @@ class Batcher:
         if order.repeat_penalty != 1.0 or order.frequency_penalty or order.presence_penalty:
             add(chain, llama_cpp.llama_sampler_init_penalties(self.n_vocab, 64, order.repeat_penalty,
                                                               order.frequency_penalty, order.presence_penalty))
-        if order.constraint.grammar:
-            grammar = llama_cpp.llama_sampler_init_grammar(self.vocab, order.constraint.grammar.encode(), b"root")
+        if order.grammar:
+            grammar = llama_cpp.llama_sampler_init_grammar(self.vocab, order.grammar.encode(), b"root")
             if not grammar:
                 llama_cpp.llama_sampler_free(chain)
-                raise InvalidRequest("the response format's grammar could not be compiled", code="invalid_grammar")
+                raise InvalidRequest(GRAMMAR_REFUSED, code="invalid_json_schema")
             add(chain, grammar)
         if order.temperature <= 0:
             add(chain, llama_cpp.llama_sampler_init_greedy())

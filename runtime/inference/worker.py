@@ -19,7 +19,7 @@ from typing import Any, Literal, NoReturn
 
 from runtime.config import Settings
 from runtime.errors import ModelUnavailable, QueueFull, TarxError
-from runtime.inference.batcher import Order
+from runtime.inference.order import Order
 from runtime.inference.registry import ModelSpec
 from runtime.inference.runner import Runner
 from runtime.inference.work import ChatJob, Done, EmbedJob, Failed, Job, QueueClass, Started, Token, Vectors
@@ -211,7 +211,7 @@ class ModelWorker:
             return ("embed", job.id, job.inputs)
         assert isinstance(job, ChatJob)
         return ("chat", Order(
-            id=job.id, messages=job.messages, constraint=job.constraint,
+            id=job.id, turns=job.turns, grammar=job.constraint.grammar, raw_prompt=job.constraint.raw_prompt,
             max_tokens=job.max_tokens or self.settings.max_output_tokens, temperature=job.temperature,
             top_p=job.top_p, top_k=job.top_k, min_p=job.min_p, repeat_penalty=job.repeat_penalty,
             frequency_penalty=job.frequency_penalty, presence_penalty=job.presence_penalty, seed=job.seed,

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from runtime.auth.access import ProjectContext
 from runtime.errors import InvalidRequest, TarxError
 from runtime.inference.planes import TIERS
 from runtime.rag.service import RagService
+
+if TYPE_CHECKING:
+    import numpy as np
 
 JOB_CLASSES = ("account_or_private_rerank", "account_or_private_graph_summary", "account_or_private_visual_rag")
 DATA_BOUNDARIES = {
@@ -155,7 +156,7 @@ async def run(rag: RagService, project_of: Callable[[], Awaitable[ProjectContext
         candidates = [{"chunk_id": h.chunk_id, "source_id": h.source_id, "document": h.document, "text": h.text,
                        "first_stage_rank": place} for place, h in enumerate(hits, start=1)]
     scores = await _cosines(rag, job.query, [c["text"] for c in candidates])
-    order = np.argsort(-scores, kind="stable")[: job.k]
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])[: job.k]  # stable: ties keep first-stage order
     results = [{**candidates[i], "rank": rank, "score": float(scores[i])} for rank, i in enumerate(order, start=1)]
     return {
         "object": "rag.job", "status": "completed", "job_class": job.job_class, "data_boundary": job.data_boundary,
@@ -165,15 +166,16 @@ async def run(rag: RagService, project_of: Callable[[], Awaitable[ProjectContext
     }
 
 
-async def _cosines(rag: RagService, query: str, texts: list[str]) -> np.ndarray:
+async def _cosines(rag: RagService, query: str, texts: list[str]) -> Sequence[float]:
     if not texts:
-        return np.zeros(0, dtype=np.float32)
+        return []
     blobs = await rag.embed(rag.default_model, [query, *texts])
     return await asyncio.to_thread(_cosines_of, blobs)  # numpy off the event loop, as retrieval's scan
 
 
 def _cosines_of(blobs: list[bytes]) -> np.ndarray:
     """Cosine of each vector after the first to the first (the query)."""
+    import numpy as np  # on first use: an API process that never retrieves does not map numpy (15 MiB)
     vectors = np.stack([np.frombuffer(b, dtype=np.float32) for b in blobs])
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return vectors[1:] @ vectors[0]

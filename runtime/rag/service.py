@@ -4,6 +4,7 @@ vector similarity, fused by reciprocal rank)."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import hashlib
@@ -12,10 +13,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import numpy as np
 from watchfiles import awatch
 
 from runtime.agents import addresses
@@ -27,6 +27,9 @@ from runtime.inference.schemas import EmbeddingRequest
 from runtime.rag.chunking import SUFFIXES, bytes_text, chunk, content_kind, file_text
 from runtime.store import Database
 from runtime.store import rag as store
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("tarx.rag")
 
@@ -90,6 +93,7 @@ def rrf(*rankings: Sequence[int], k: int = RRF_K) -> dict[int, float]:
 
 def _stack(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
     """(chunk ids, one row per vector) of a source's stored float32 blobs."""
+    import numpy as np  # on first use: an API process that never retrieves does not map numpy (15 MiB)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     matrix = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
               else np.zeros((0, 0), dtype=np.float32))
@@ -100,6 +104,8 @@ def _scan_top(matrices: Sequence[tuple[np.ndarray, np.ndarray]], q: np.ndarray,
               limit: int) -> list[tuple[float, int]]:
     """(similarity, chunk id) of each source's `limit` best chunks for the query vector `q` (sources whose vectors
     have another dimension are skipped)."""
+    import numpy as np
+
     scored: list[tuple[float, int]] = []
     for ids, matrix in matrices:
         if not len(ids) or matrix.shape[1] != q.shape[0]:
@@ -312,7 +318,7 @@ class RagService:
         out: list[bytes] = []
         for start in range(0, len(texts), EMBED_BATCH):
             result = await self.chat.embed(EmbeddingRequest(model=model, input=texts[start:start + EMBED_BATCH]))
-            out.extend(np.asarray(v, dtype=np.float32).tobytes() for v in result.vectors)
+            out.extend(array.array("f", v).tobytes() for v in result.vectors)  # float32, as numpy reads them
         return out
 
     async def _index(self, source: dict[str, Any]) -> None:
@@ -420,6 +426,8 @@ class RagService:
 
     async def _vector_ranking(self, project_id: str, sources: list[dict[str, Any]], query: str,
                               limit: int) -> list[int]:
+        import numpy as np
+
         by_model: dict[str, list[str]] = {}
         for source in sources:
             by_model.setdefault(source["embedding_model"], []).append(source["id"])
