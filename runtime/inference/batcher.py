@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 GRAMMAR_REFUSED = ("the JSON schema compiles to a grammar llama.cpp refuses: too many repetitions (lower "
                    "maxLength/maxItems), or a 'pattern' it cannot express")
 
+
 @dataclass
 class _Active:
     order: Order

@@ -105,7 +105,7 @@ class ContextEmbedder:
     """A chat model's embeddings, on a context of their own over the runner's weights, one input per `step`."""
 
     def __init__(self, model: LlamaModel, *, n_ctx: int, threads: int) -> None:
-        self.model = model  # the chat runner's, which it frees
+        self.model = model  # the chat runner's weights (its batcher frees them)
         self.max_ctx = n_ctx
         self.threads = threads
         self.n_embd = model.n_embd()
