@@ -372,16 +372,17 @@ def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path
         p.close()
     if binary is not None:
         # The same capacity as tarx's default: `parallel` slots that each hold n_ctx tokens. llama-server's `-c` is
-        # shared by its slots (`-c 4096 -np 4` gives each 1,024), so it needs -c n_ctx x 4 for that.
+        # shared by its slots (`-c 4096 -np 4` gives each 1,024), so it needs -c n_ctx x 4 for that. tarx's figure is
+        # the first row's, which also holds its embedding context (llama-server's chat instance cannot embed).
         slots = Settings().parallel
         wide = LlamaServer(binary, gguf, args.threads, args.n_ctx * slots, slots, folder)
         try:
             stream(wide.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
-            table.add(f"resident memory after chat, {slots} slots x {args.n_ctx} tokens, MiB", "llama-server",
+            table.add(f"resident memory, {slots} slots x {args.n_ctx} tokens each, MiB", "llama-server",
                       rss_mib(wide.pid), higher_better=False)
         finally:
             wide.close()
-        table.add(f"resident memory after chat, {slots} slots x {args.n_ctx} tokens, MiB", "tarx",
+        table.add(f"resident memory, {slots} slots x {args.n_ctx} tokens each, MiB", "tarx",
                   table.rows[memory]["tarx"][0], higher_better=False)
 
 

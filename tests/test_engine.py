@@ -7,12 +7,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import LONG_PROMPT, Runtime, chat_body
+from support.runners import mapped_files, runner_pids
 
 
 def stats(rt: Runtime) -> dict:
@@ -210,10 +210,6 @@ def test_idle_model_unloads_after_keep_alive(make_runtime) -> None:
     assert rt.health()["models"]["tarx-local"]["stats"]["loads"] == 2
 
 
-def _maps(pid: int) -> str:
-    return Path(f"/proc/{pid}/maps").read_text()
-
-
 def test_only_runners_load_llama_cpp(runtime: Runtime) -> None:
     """The API process compiles response formats and tool calls to grammars, builds the prompt's turns and reads
     embeddings without mapping llama.cpp (29 MiB with the numpy it loads: issue 16's memory goal); runners map it."""
@@ -235,8 +231,8 @@ def test_only_runners_load_llama_cpp(runtime: Runtime) -> None:
             response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": bad}}))
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json_schema", r.text
         assert c.post("/v1/embeddings", json={"model": "tarx-local", "input": ["a", "b"]}).status_code == 200
-    api = _maps(runtime.proc.pid)
+    # ... and the runner keeps llama.cpp's own chatter (a line per graph input on every decode) out of the log.
+    assert "graph_reserve:" not in runtime.log() and "llama_graph_n_input_tensors" not in runtime.log()
+    api = mapped_files(runtime.proc.pid)
     assert "libllama" not in api and "libggml" not in api  # numpy too, but RAG tests on this runtime map it
-    runners = [p for p in Path("/proc").iterdir() if p.name.isdigit() and (p / "stat").exists()
-               and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(runtime.proc.pid)]
-    assert any("libllama" in _maps(int(p.name)) for p in runners)
+    assert any("libllama" in mapped_files(pid) for pid in runner_pids(runtime))

@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from llama_cpp import Llama
 
 from conftest import Runtime, chat_body
 from runtime.inference.registry import smollm2_path
+from support.runners import runner_pids
 
 PROMPTS = ["Say hello", "Name three colors", "What is 2+2?", "Write a haiku about rain"]
 
@@ -114,25 +114,9 @@ def test_a_resent_chat_history_reuses_the_cached_prefix(rt: Runtime) -> None:
     assert reused < r2["usage"]["prompt_tokens"]
 
 
-def _runner_pids(rt: Runtime) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == rt.proc.pid and b"runtime.inference.runner" in cmd:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_a_runner_killed_mid_stream_fails_its_stream_and_the_next_request_succeeds(rt: Runtime) -> None:
     answer(rt, "Say hello", max_tokens=1)
-    pids = _runner_pids(rt)  # every model's runner (others may be loaded); killing an idle one is harmless
+    pids = runner_pids(rt)  # every model's runner (others may be loaded); killing an idle one is harmless
     assert pids
     lines: list[str] = []
     killed = False
@@ -152,7 +136,7 @@ def test_a_runner_killed_mid_stream_fails_its_stream_and_the_next_request_succee
     assert rt.proc.poll() is None  # the API process lives on
     body = answer(rt, "Say hello", max_tokens=4)
     assert text(body)
-    assert not set(_runner_pids(rt)) & set(pids)
+    assert not set(runner_pids(rt)) & set(pids)
     assert stats(rt)["runner_restarts"] >= 1
 
 
@@ -161,7 +145,7 @@ def test_a_chat_model_embeds_in_its_chat_runner_while_a_stream_flows(rt: Runtime
     with rt.client() as c:
         alone = [c.post("/v1/embeddings", json={"model": "tarx-local", "input": s}).json()["data"][0]["embedding"]
                  for s in sentences[:2]]
-    pids = _runner_pids(rt)
+    pids = runner_pids(rt)
     got: dict = {}
 
     def embed() -> None:
@@ -184,7 +168,7 @@ def test_a_chat_model_embeds_in_its_chat_runner_while_a_stream_flows(rt: Runtime
     vectors = [d["embedding"] for d in got["r"].json()["data"]]
     assert len(vectors) == 8 and vectors[:2] == alone  # bit-identical to each sentence embedded alone
     assert tokens_after_embed_started > 0  # the stream kept flowing while the inputs were embedded
-    assert sorted(_runner_pids(rt)) == sorted(pids)  # no second runner (and no second copy of the weights)
+    assert sorted(runner_pids(rt)) == sorted(pids)  # no second runner (and no second copy of the weights)
 
 
 def test_a_shared_kv_cache_serves_slots_side_by_side(make_runtime) -> None:

@@ -91,6 +91,7 @@ def _load(config: dict[str, Any]) -> Any:
     import llama_cpp
     from llama_cpp import Llama
     from llama_cpp._internals import LlamaModel
+    from llama_cpp._logger import set_verbose
 
     from runtime.inference.batcher import Batcher
     from runtime.inference.embedder import Embedder
@@ -105,6 +106,9 @@ def _load(config: dict[str, Any]) -> Any:
     # kernel for a batch of several tokens than for one, so an answer would change with what decodes beside it
     # (bench/determinism.py: 3 of 8 Gemma answers; 0 of 8 without). The same model object tokenizes: a separate
     # vocabulary-only model would hold a second copy of the vocabulary (18 MiB for SmolLM2).
+    # llama-cpp-python quiets llama.cpp's own log (a line per graph input on every decode) only when a `Llama` is
+    # made with verbose=False; this runner makes none, so it says so itself. Errors still reach the runtime's log.
+    set_verbose(False)
     params = llama_cpp.llama_model_default_params()
     params.use_extra_bufts = False
     try:
