@@ -120,6 +120,8 @@ def test_bad_stale_and_replayed_deliveries_start_nothing(rt: Runtime, owner: dic
     for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
         assert_refused(deliver(hook, body, {k: v for k, v in good.items() if k != name}), "Missing required headers")
     assert_refused(deliver(hook, body, {**good, "webhook-signature": "garbage"}), "malformed")
+    assert_refused(deliver(hook, body, {**good, "webhook-signature": good["webhook-signature"] + " garbage"}),
+                   "malformed")
     assert_refused(deliver(hook, body, {**good, "webhook-signature": "v1,!!notbase64!!"}), "")
     assert_refused(deliver(hook, body, {**good, "webhook-timestamp": "yesterday"}), "Invalid Signature Headers")
     # outside the 5-minute tolerance, either way, even when correctly signed
@@ -132,8 +134,9 @@ def test_bad_stale_and_replayed_deliveries_start_nothing(rt: Runtime, owner: dic
     assert accepted.status_code == 202, accepted.text
     assert_refused(deliver(hook, body, fresh), "replay")
     # a signed body that is not JSON is refused as such, and nothing ran for it either
-    r = deliver(hook, b"not json", signed(secret, b"not json"))
-    assert r.status_code == 422 and r.json()["error_code"] == "VALIDATION_ERROR", r.text
+    for raw in (b"not json", b'{"who": "\xff"}'):  # the second is not UTF-8 either: verified byte for byte
+        r = deliver(hook, raw, signed(secret, raw))
+        assert r.status_code == 422 and r.json()["error_code"] == "VALIDATION_ERROR", r.text
 
     assert [e["id"] for e in executions_of(rt, owner, workflow_id)] == [accepted.json()["execution_id"]]
 
