@@ -212,7 +212,8 @@ def test_idle_model_unloads_after_keep_alive(make_runtime) -> None:
 
 def test_only_runners_load_llama_cpp(runtime: Runtime) -> None:
     """The API process compiles response formats and tool calls to grammars, builds the prompt's turns and reads
-    embeddings without mapping llama.cpp (29 MiB with the numpy it loads: issue 16's memory goal); runners map it."""
+    embeddings without mapping llama.cpp (29 MiB with the numpy and Jinja2 its package loads: issue 16's memory
+    goal); runners map it."""
     schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"]}
     tool = {"type": "function", "function": {"name": "weather", "parameters": schema}}
     with runtime.client() as c:
@@ -236,3 +237,20 @@ def test_only_runners_load_llama_cpp(runtime: Runtime) -> None:
     api = mapped_files(runtime.proc.pid)
     assert "libllama" not in api and "libggml" not in api  # numpy too, but RAG tests on this runtime map it
     assert any("libllama" in mapped_files(pid) for pid in runner_pids(runtime))
+
+
+def test_a_runner_loads_llama_cpps_c_api_alone(make_runtime) -> None:
+    """A runner decodes through llama.cpp's C API (runtime/inference/binding.py): llama-cpp-python's high-level layer
+    and the numpy it imports (20 MiB of every runner) stay out, for chat and embeddings, until logprobs need numpy."""
+    rt = make_runtime()
+    with rt.client() as c:
+        r = c.post("/v1/chat/completions", json=chat_body("Name a colour.", max_tokens=4))
+        assert r.status_code == 200, r.text
+        assert c.post("/v1/embeddings", json={"model": "tarx-local", "input": ["a"]}).status_code == 200
+        (pid,) = runner_pids(rt)
+        assert "libllama" in mapped_files(pid) and "/numpy" not in mapped_files(pid)
+        r = c.post("/v1/chat/completions", json=chat_body("Name a colour.", max_tokens=4, logprobs=True,
+                                                          top_logprobs=2))
+        assert r.status_code == 200, r.text
+        assert len(r.json()["choices"][0]["logprobs"]["content"][0]["top_logprobs"]) == 2
+        assert "/numpy" in mapped_files(pid)  # the same runner, which imported it for this request

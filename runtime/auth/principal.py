@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import jwt
-
 from runtime.auth import expiry, keys
 from runtime.auth.secretbox import SecretBox
 from runtime.errors import TarxError
@@ -91,12 +89,16 @@ class Authenticator:
         return Principal(user, key.kind, key, client)
 
     def issue_session(self, user: User) -> tuple[str, datetime]:
+        import jwt  # on first use, as SecretBox's cryptography: PyJWT imports cryptography (6 MiB) with it
+
         expires = datetime.now(UTC) + timedelta(seconds=self.session_seconds)
         token = jwt.encode({"sub": user.id, "typ": "session", "exp": expires, "iat": datetime.now(UTC)},
                            self.box.jwt_secret, algorithm=JWT_ALGORITHM)
         return token, expires
 
     async def from_jwt(self, token: str, client: str | None) -> Principal:
+        import jwt
+
         try:
             claims = jwt.decode(token, self.box.jwt_secret, algorithms=[JWT_ALGORITHM],
                                 options={"require": ["exp", "sub"]})

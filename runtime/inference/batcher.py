@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import llama_cpp
-import numpy as np
-from llama_cpp._internals import LlamaModel
 
 from runtime.errors import ContextLengthExceeded, InvalidRequest, TarxError
 from runtime.inference import prompts
@@ -33,6 +31,7 @@ from runtime.inference.stops import StopMatcher
 
 if TYPE_CHECKING:
     from runtime.inference.registry import PromptFormat
+    from runtime.inference.weights import Weights
 
 
 # When llama.cpp refuses a grammar (runtime/inference/constraints.py builds them): the converter writes some patterns
@@ -80,7 +79,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class Batcher:
-    def __init__(self, model: LlamaModel, prompt_format: PromptFormat, *, n_ctx: int, n_batch: int, parallel: int,
+    def __init__(self, model: Weights, prompt_format: PromptFormat, *, n_ctx: int, n_batch: int, parallel: int,
                  threads: int, prefix_reuse: bool, prefill_chunk: int, kv_unified: bool = False) -> None:
         """`model` (owned by the batcher from now on) holds the weights decoded with and tokenizes prompts."""
         self.model = model
@@ -89,7 +88,7 @@ class Batcher:
         self.n_batch = max(n_batch, self.parallel)
         self.prefill_chunk = max(1, min(prefill_chunk, self.n_batch))
         # Sliding-window models keep only the window's cells, so a stored prefix may be gone: no reuse for them.
-        self.prefix_reuse = prefix_reuse and llama_cpp.llama_model_n_swa(model.model) == 0
+        self.prefix_reuse = prefix_reuse and model.n_swa() == 0
         params = llama_cpp.llama_context_default_params()
         # Every slot gets the whole context: its own stream of n_ctx cells, or a share of one n_ctx (kv_unified).
         params.n_ctx = n_ctx if kv_unified else n_ctx * self.parallel
@@ -134,7 +133,7 @@ class Batcher:
 
     def embed(self, job_id: str, inputs: list[str | list[int]]) -> list[Event]:
         """Queue an embedding request: its inputs are embedded one per step, between the chat batches."""
-        return self.embedder.add(job_id, inputs)
+        return self.embedder.embed(job_id, inputs)
 
     def add(self, order: Order) -> list[Event]:
         """Take a request into a free slot (the engine never sends more than `parallel`)."""
@@ -370,6 +369,8 @@ class Batcher:
 
     def _logprob(self, idx: int, tok: int, top: int) -> dict[str, Any]:
         """OpenAI's logprobs entry for the sampled token: the model's own distribution (before bias or grammar)."""
+        import numpy as np  # only here: a runner that is never asked for logprobs does without its 10 MiB
+
         ptr = llama_cpp.llama_get_logits_ith(self.ctx, idx)
         logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,))
         peak = float(logits.max())

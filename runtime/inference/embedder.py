@@ -1,26 +1,27 @@
 """Embedding vectors inside a model's runner: one decode per input, so a vector never depends on what else was sent.
 
-A sentence-embedding model (tarx-embed, BERT) has a runner of its own and embeds a request whole (`Embedder`). A chat
-model embeds in its chat runner (`ContextEmbedder`): a second llama.cpp context over the same weights (no second copy
-of the model and no second process, which once doubled the runtime's memory), one input per batch step so running
-chat streams keep flowing. That context holds one whole input (mean pooling needs all of it in one batch) and is
-sized to the longest input seen so far, growing on demand up to the model's context, so short sentences never pay
-for a 4,096-token context.
+A sentence-embedding model (tarx-embed, BERT) has a runner of its own; a chat model embeds in its chat runner, beside
+its batcher. Either way a `ContextEmbedder` does it: a llama.cpp context of its own over the runner's weights (no
+second copy of the model and no second process, which once doubled the runtime's memory), one input per step so
+running chat streams keep flowing. That context holds one whole input (mean pooling needs all of it in one batch)
+and is sized to the longest input seen so far, growing on demand up to the model's context, so short sentences never
+pay for a 4,096-token context.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import llama_cpp
-import numpy as np
-from llama_cpp import Llama
-from llama_cpp._internals import LlamaModel
 
 from runtime.errors import ContextLengthExceeded, InvalidRequest, TarxError
+
+if TYPE_CHECKING:
+    from runtime.inference.weights import Weights
 
 # Events sent back to the engine: plain tuples, cheap to pickle over the runner's pipe.
 Event = tuple[Any, ...]
@@ -33,15 +34,7 @@ def error_tuple(exc: TarxError) -> tuple[str, int, str, str]:
     return (exc.message, exc.status, exc.type, exc.code)
 
 
-class Tokenizer(Protocol):
-    """What tokenizes an input: a `Llama` (tarx-embed's runner) or the `LlamaModel` a chat runner decodes with."""
-
-    def n_vocab(self) -> int: ...
-
-    def tokenize(self, text: bytes, add_bos: bool, special: bool) -> list[int]: ...
-
-
-def tokenize_inputs(llm: Tokenizer, inputs: list[str | list[int]], n_ctx: int) -> list[list[int]]:
+def tokenize_inputs(llm: Weights, inputs: list[str | list[int]], n_ctx: int) -> list[list[int]]:
     """Token ids per input (ids sent by the client are checked and kept as they are); TarxError on a bad one."""
     n_vocab = llm.n_vocab()
     out: list[list[int]] = []
@@ -58,39 +51,9 @@ def tokenize_inputs(llm: Tokenizer, inputs: list[str | list[int]], n_ctx: int) -
     return out
 
 
-def unit(values: Any) -> list[float]:
-    vec = np.asarray(values, dtype=np.float64)
-    norm = float(np.sqrt(vec @ vec)) or 1.0
-    return (vec / norm).tolist()
-
-
-class Embedder:
-    """A sentence-embedding model's runner: each request embedded whole as it arrives."""
-
-    def __init__(self, llm: Llama) -> None:
-        self.llm = llm
-
-    def embed(self, job_id: str, inputs: list[str | list[int]]) -> Event:
-        cpu0 = time.process_time()
-        try:
-            batches = tokenize_inputs(self.llm, inputs, self.llm.n_ctx())
-        except TarxError as exc:
-            return ("failed", job_id, error_tuple(exc))
-        vectors = [self._vector(tokens) for tokens in batches]
-        return ("vectors", job_id, vectors, sum(len(t) for t in batches), time.process_time() - cpu0)
-
-    def _vector(self, tokens: list[int]) -> list[float]:
-        # Llama.embed's own steps for one sequence (every token an output, as embedding mode needs), on token ids.
-        llm = self.llm
-        llm._ctx.kv_cache_clear()
-        llm._batch.reset()
-        llm._batch.add_sequence(tokens, 0, True)
-        try:
-            llm._ctx.decode(llm._batch)
-        finally:
-            llm._batch.reset()
-        ptr = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)
-        return unit(np.ctypeslib.as_array(ptr, shape=(llm.n_embd(),)))
+def unit(values: list[float]) -> list[float]:
+    norm = math.sqrt(math.fsum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 @dataclass
@@ -102,10 +65,10 @@ class _Request:
 
 
 class ContextEmbedder:
-    """A chat model's embeddings, on a context of their own over the runner's weights, one input per `step`."""
+    """A model's embeddings, on a context of their own over the runner's weights, one input per `step`."""
 
-    def __init__(self, model: LlamaModel, *, n_ctx: int, threads: int) -> None:
-        self.model = model  # the chat runner's weights (its batcher frees them)
+    def __init__(self, model: Weights, *, n_ctx: int, threads: int) -> None:
+        self.model = model  # the runner's weights (a chat runner's batcher frees them)
         self.max_ctx = n_ctx
         self.threads = threads
         self.n_embd = model.n_embd()
@@ -119,7 +82,7 @@ class ContextEmbedder:
     def busy(self) -> bool:
         return bool(self.queue)
 
-    def add(self, job_id: str, inputs: list[str | list[int]]) -> list[Event]:
+    def embed(self, job_id: str, inputs: list[str | list[int]]) -> list[Event]:
         try:
             tokens = tokenize_inputs(self.model, inputs, self.max_ctx)
         except TarxError as exc:
@@ -169,7 +132,7 @@ class ContextEmbedder:
             raise TarxError(f"the model could not embed the input (llama_decode returned {rc})", status=503,
                             type="server_error", code="embedding_failed")
         ptr = llama_cpp.llama_get_embeddings_seq(self.ctx, 0)
-        return unit(np.ctypeslib.as_array(ptr, shape=(self.n_embd,)))
+        return unit(ptr[:self.n_embd])
 
     def _fit(self, n_tokens: int) -> None:
         """A context that holds `n_tokens` in one batch: the current one, or a larger one in its place."""

@@ -7,17 +7,19 @@ was never trained on, so Gemma's turns are written here by hand.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import llama_cpp
-from llama_cpp._internals import LlamaModel
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+import jinja2.ext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runtime.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from runtime.inference.registry import PromptFormat
+    from runtime.inference.weights import Weights
 
 # Used when a GGUF has no template of its own and is not a model we know: ChatML, the commonest format.
 CHATML_TEMPLATE = (
@@ -48,24 +50,51 @@ def gemma3_text(messages: list[dict[str, str]]) -> str:
     return "".join(turns) + "<start_of_turn>model\n"
 
 
+class _GenerationTag(jinja2.ext.Extension):
+    """Hugging Face's `{% generation %}` tag (it marks assistant text for training): rendered as its body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Any) -> Any:
+        parser.stream.skip(1)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _raise_exception(message: str) -> NoReturn:
+    raise InvalidRequest(f"the model's chat template refused the messages: {message}", code="invalid_messages")
+
+
 @functools.lru_cache(maxsize=16)
-def _formatter(template: str, eos_token: str, bos_token: str) -> Jinja2ChatFormatter:
-    # Compiling the Jinja template costs milliseconds; do it once per model, not per request.
-    return Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)
+def _compiled(template: str) -> jinja2.Template:
+    """A GGUF chat template in the environment Hugging Face's transformers renders them in (sandboxed, trimmed
+    blocks, loop controls, JSON as it writes it). Compiling costs milliseconds: once per model, not per request.
+    llama-cpp-python's formatter does the same, but its module imports the whole high-level package (see binding.py)."""
+    env = ImmutableSandboxedEnvironment(loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[_GenerationTag, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    return env.from_string(template)
 
 
-def template_text(llm: LlamaModel, messages: list[dict[str, str]]) -> str:
-    template = llama_cpp.llama_model_chat_template(llm.model, None)
+def template_text(llm: Weights, messages: list[dict[str, str]]) -> str:
     eos, bos = llm.token_eos(), llm.token_bos()
-    formatter = _formatter(
-        template.decode("utf-8") if template else CHATML_TEMPLATE,
-        llm.token_get_text(eos) if eos != -1 else "",
-        llm.token_get_text(bos) if bos != -1 else "",
-    )
-    return formatter(messages=messages).prompt
+    try:
+        return _compiled(llm.chat_template() or CHATML_TEMPLATE).render(
+            messages=messages, add_generation_prompt=True, raise_exception=_raise_exception,
+            eos_token=llm.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm.token_get_text(bos) if bos != -1 else "",
+            strftime_now=lambda fmt: datetime.now().strftime(fmt), tools=None, tool_choice=None, functions=None,
+            function_call=None)
+    except jinja2.TemplateError as exc:  # e.g. a template that wants roles to alternate: this request's fault
+        raise InvalidRequest(f"the model's chat template could not render the messages: {exc}",
+                             code="invalid_messages") from None
 
 
-def render(llm: LlamaModel, fmt: PromptFormat, plain: list[dict[str, str]], raw_prompt: bool) -> Prompt:
+def render(llm: Weights, fmt: PromptFormat, plain: list[dict[str, str]], raw_prompt: bool) -> Prompt:
     """Prompt tokens for turns made by runtime/inference/turns.py."""
     if raw_prompt:
         return raw(llm, plain[0]["content"])
@@ -84,7 +113,7 @@ def render(llm: LlamaModel, fmt: PromptFormat, plain: list[dict[str, str]], raw_
     return Prompt(tokens, {llm.token_eos()})
 
 
-def raw(llm: LlamaModel, text: str) -> Prompt:
+def raw(llm: Weights, text: str) -> Prompt:
     """A legacy completion's prompt, as written (no chat template), as llama-server evaluates it: special tokens
     in the text are parsed, BOS added when the model wants one, generation ends at end-of-generation tokens."""
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from runtime.inference.binding import c_api_only
+
 log = logging.getLogger("tarx.inference")
 
 
@@ -88,33 +90,24 @@ class Runner:
 
 
 def _load(config: dict[str, Any]) -> Any:
-    import llama_cpp
-    from llama_cpp import Llama
-    from llama_cpp._internals import LlamaModel
+    """The model's engine: a batcher for a chat model (which embeds too), an embedder for an embedding model."""
+    c_api_only()  # before anything imports llama_cpp: the runner decodes through the C API alone (binding.py)
     from llama_cpp._logger import set_verbose
 
     from runtime.inference.batcher import Batcher
-    from runtime.inference.embedder import Embedder
+    from runtime.inference.embedder import ContextEmbedder
+    from runtime.inference.weights import Weights
 
+    # llama-cpp-python quiets llama.cpp's own log (a line per graph input on every decode) only when a `Llama` is
+    # made with verbose=False; this runner makes none, so it says so itself. Errors still reach the runtime's log.
+    set_verbose(False)
     if config["kind"] == "embedding":
-        # Each input is decoded whole, so the batch must hold a full context; mean-pool to one vector.
-        llm = Llama(model_path=config["path"], n_ctx=config["n_ctx"], n_threads=config["threads"],
-                    n_threads_batch=config["threads"], n_batch=config["n_ctx"], n_ubatch=config["n_ctx"],
-                    embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
-        return Embedder(llm)
+        return ContextEmbedder(Weights(config["path"]), n_ctx=config["n_ctx"], threads=config["threads"])
     # The weights are loaded without llama.cpp's weight repacking (extra buffer types): repacked weights take another
     # kernel for a batch of several tokens than for one, so an answer would change with what decodes beside it
     # (bench/determinism.py: 3 of 8 Gemma answers; 0 of 8 without). The same model object tokenizes: a separate
     # vocabulary-only model would hold a second copy of the vocabulary (18 MiB for SmolLM2).
-    # llama-cpp-python quiets llama.cpp's own log (a line per graph input on every decode) only when a `Llama` is
-    # made with verbose=False; this runner makes none, so it says so itself. Errors still reach the runtime's log.
-    set_verbose(False)
-    params = llama_cpp.llama_model_default_params()
-    params.use_extra_bufts = False
-    try:
-        weights = LlamaModel(path_model=config["path"], params=params, verbose=False)
-    except ValueError as exc:
-        raise RuntimeError(f"llama.cpp could not load {config['path']}") from exc
+    weights = Weights(config["path"], repack=False)
     return Batcher(weights, config["prompt_format"], n_ctx=config["n_ctx"], n_batch=config["n_batch"],
                    parallel=config["parallel"], threads=config["threads"], prefix_reuse=config["prefix_reuse"],
                    prefill_chunk=config["prefill_chunk"], kv_unified=config["kv_unified"])
@@ -135,23 +128,22 @@ def serve(conn: Connection) -> None:
     batcher = engine if isinstance(engine, Batcher) else None
     while True:
         # Block for work only when nothing is decoding; otherwise take what arrived and run the next step.
-        while not (batcher and batcher.busy) or conn.poll(0):
+        while not engine.busy or conn.poll(0):
             message = conn.recv()
             op = message[0]
             if op == "stop":
                 return
             if op == "chat" and batcher is not None:
                 out = batcher.add(message[1])
-            elif op == "cancel" and batcher is not None:
-                out = batcher.cancel(message[1])
+            elif op == "cancel":
+                out = engine.cancel(message[1])
             elif op == "embed":
-                out = batcher.embed(message[1], message[2]) if batcher else [engine.embed(message[1], message[2])]
+                out = engine.embed(message[1], message[2])
             else:
                 out = []
             if out:
                 conn.send(out)
-        assert batcher is not None
-        events = batcher.step()
+        events = engine.step()
         if events:
             conn.send(events)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from watchfiles import awatch
 
 from runtime.agents import addresses
 from runtime.agents.addresses import AddressRefused, BodyTooLarge
@@ -398,6 +397,8 @@ class RagService:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _watch_loop(self, source: dict[str, Any], stop: asyncio.Event) -> None:
+        from watchfiles import awatch  # only a runtime with a directory source pays for the watcher
+
         root = source["config"]["path"]
         while not stop.is_set():
             try:
