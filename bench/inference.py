@@ -372,18 +372,31 @@ def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path
         p.close()
     if binary is not None:
         # The same capacity as tarx's default: `parallel` slots that each hold n_ctx tokens. llama-server's `-c` is
-        # shared by its slots (`-c 4096 -np 4` gives each 1,024), so it needs -c n_ctx x 4 for that. tarx's figure is
-        # the first row's, which also holds its embedding context (llama-server's chat instance cannot embed).
+        # shared by its slots (`-c 4096 -np 4` gives each 1,024), so it needs -c n_ctx x 4 for that. Both with every
+        # slot filled: tarx's KV cache becomes resident as slots fill (runtime/inference/pages.py), llama-server's is
+        # resident from the start. tarx's figure also holds its embedding context (llama-server's chat instance
+        # cannot embed).
         slots = Settings().parallel
+        filled = f"resident memory, {slots} slots x {args.n_ctx} tokens each, all filled, MiB"
         wide = LlamaServer(binary, gguf, args.threads, args.n_ctx * slots, slots, folder)
         try:
-            stream(wide.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
-            table.add(f"resident memory, {slots} slots x {args.n_ctx} tokens each, MiB", "llama-server",
-                      rss_mib(wide.pid), higher_better=False)
+            fill(wide.url, slots, args.n_ctx)
+            table.add(filled, "llama-server", rss_mib(wide.pid), higher_better=False)
         finally:
             wide.close()
-        table.add(f"resident memory, {slots} slots x {args.n_ctx} tokens each, MiB", "tarx",
-                  table.rows[memory]["tarx"][0], higher_better=False)
+        fill(tarx.url, slots, args.n_ctx)
+        table.add(filled, "tarx", rss_mib(tarx.pid), higher_better=False)
+
+
+def fill(url: str, slots: int, n_ctx: int) -> None:
+    """Fill every slot's context: `slots` concurrent prompts of nearly n_ctx tokens, no two sharing their words."""
+    words = " ".join(f"word{i}" for i in range((n_ctx - 200) * 10 // 42))  # ~4.2 SmolLM2 tokens a word
+    threads = [threading.Thread(target=stream, args=(url, [{"role": "user", "content": f"{k} {words}"}], 4))
+               for k in range(slots)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _ordered(systems: list[System | None], flip: bool) -> list[System]:

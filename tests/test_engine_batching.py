@@ -14,7 +14,7 @@ from llama_cpp import Llama
 
 from conftest import Runtime, chat_body
 from runtime.inference.registry import smollm2_path
-from support.runners import runner_pids
+from support.runners import resident_mib, runner_pids
 
 PROMPTS = ["Say hello", "Name three colors", "What is 2+2?", "Write a haiku about rain"]
 
@@ -178,6 +178,20 @@ def test_a_shared_kv_cache_serves_slots_side_by_side(make_runtime) -> None:
     long = "The keeper wrote down every ship. " * 90  # ~660 tokens: far past a quarter of the shared context
     body = answer(unified, long, max_tokens=4)
     assert body["usage"]["prompt_tokens"] > 1024 // 2
+
+
+def test_a_slots_kv_cache_becomes_resident_as_it_fills(make_runtime) -> None:
+    """Four slots of 4,096 SmolLM2 cells are 360 MiB of KV cache, which llama.cpp clears (commits) at load
+    (runtime/inference/pages.py gives the zero pages back). Slots that copy a shared prefix from each other copy only
+    its cells, not the whole stream. Memory grows with what the slots hold."""
+    rt = make_runtime({"TARX_LOCAL_NODE": "false", "TARX_PARALLEL": "4", "TARX_N_CTX": "4096"})
+    assert all(text(b) for b in together(rt, PROMPTS, max_tokens=16))  # the prompts share the template's prefix
+    (pid,) = runner_pids(rt)
+    short = resident_mib(pid)
+    assert short < 300, short  # weights (92 MiB mapped) and libraries; the whole KV cache would add 360
+    long = "The keeper wrote down every ship that passed the point. " * 150  # ~1,700 tokens
+    assert answer(rt, long, max_tokens=2)["usage"]["prompt_tokens"] > 1500
+    assert resident_mib(pid) - short > 20, (short, resident_mib(pid))  # ~1,700 cells of 22.5 KiB became resident
 
 
 def test_logprobs_and_top_logprobs(rt: Runtime) -> None:

@@ -27,6 +27,7 @@ from runtime.errors import ContextLengthExceeded, InvalidRequest, TarxError
 from runtime.inference import prompts
 from runtime.inference.embedder import ContextEmbedder, Event, error_tuple
 from runtime.inference.order import Order
+from runtime.inference.pages import zero_pages_released
 from runtime.inference.stops import StopMatcher
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ class Batcher:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
-        self.ctx = llama_cpp.llama_init_from_model(model.model, params)
+        with zero_pages_released():  # a slot's KV cache becomes resident as it fills, not all at once
+            self.ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context")
         self.mem = llama_cpp.llama_get_memory(self.ctx)
@@ -179,15 +181,26 @@ class Batcher:
         slot = max(free, key=lambda s: (own[s.seq], -s.freed_at))  # the longest prefix, else the least recently used
         source = max(self.slots, key=lambda s: own[s.seq])
         keep = own[slot.seq]
-        if own[source.seq] > keep and source is not slot:
-            # Streams copy whole (llama.cpp asserts on a partial cross-stream copy): copy all, then trim below.
-            self._drop(slot, 0)
-            llama_cpp.llama_memory_seq_cp(self.mem, source.seq, slot.seq, -1, -1)
-            slot.cells = list(source.cells)
+        if own[source.seq] > keep and source is not slot and self._copy(source, slot):
             keep = own[source.seq]
         keep = min(keep, len(tokens) - 1)  # the last prompt token is always evaluated: its logits start the answer
         self._drop(slot, keep)
         return slot, keep
+
+    def _copy(self, source: _Slot, slot: _Slot) -> bool:
+        """Give `slot` a copy of the source slot's cells (trimmed to the shared prefix by the caller).
+
+        Through a sequence's saved state, not llama_memory_seq_cp: across streams that copies the whole stream, every
+        page of n_ctx cells, which makes the whole of the slot's context resident (runtime/inference/pages.py).
+        """
+        size = llama_cpp.llama_state_seq_get_size(self.ctx, source.seq)
+        state = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self.ctx, state, size, source.seq)
+        if not written or not llama_cpp.llama_state_seq_set_data(self.ctx, state, written, slot.seq):
+            self._drop(slot, 0)
+            return False
+        slot.cells = list(source.cells)
+        return True
 
     def _drop(self, slot: _Slot, keep: int) -> None:
         """Forget the slot's cells from position `keep` on."""

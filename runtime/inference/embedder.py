@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import llama_cpp
 
 from runtime.errors import ContextLengthExceeded, InvalidRequest, TarxError
+from runtime.inference.pages import zero_pages_released
 
 if TYPE_CHECKING:
     from runtime.inference.weights import Weights
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 # Events sent back to the engine: plain tuples, cheap to pickle over the runner's pipe.
 Event = tuple[Any, ...]
 
-# Cells of the first embedding context: a sentence fits, and its KV (cleared, so resident) is 3 MiB for SmolLM2.
+# Cells of the first embedding context: a sentence fits, and its KV cache is 3 MiB for SmolLM2.
 SMALLEST_CONTEXT = 128
 
 
@@ -150,7 +151,8 @@ class ContextEmbedder:
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
         params.n_threads = params.n_threads_batch = self.threads
         params.no_perf = True
-        ctx = llama_cpp.llama_init_from_model(self.model.model, params)
+        with zero_pages_released():
+            ctx = llama_cpp.llama_init_from_model(self.model.model, params)
         if not ctx:
             raise TarxError("llama.cpp could not create an embedding context", status=503, type="server_error",
                             code="embedding_failed")

@@ -27,3 +27,11 @@ def runner_pids(rt: Runtime) -> list[int]:
 def mapped_files(pid: int) -> str:
     """The process's memory map (/proc/<pid>/maps): which libraries and files it has loaded."""
     return Path(f"/proc/{pid}/maps").read_text()
+
+
+def resident_mib(pid: int) -> float:
+    """The process's resident memory (VmRSS), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
