@@ -6,7 +6,7 @@ round prints the load average beside it, so a busy machine is visible. Decode sp
 to the last.
 
     python bench/inference.py [--rounds 3] [--max-tokens 128] [--threads N] [--skip-peer] [--decode-only]
-                              [--memory-only]
+                              [--compute-only] [--memory-only]
 
 Goals (issue 16), as ratios tarx / llama-server: single-stream decode >= 1.0; aggregate tok/s with 4 and 8 clients
 >= 0.9; TTFT p50 with 4 clients <= 1.5; 1,500-token prefill <= 1.05; 6-turn chat <= 1.05; embeddings/s >= 1.0;
@@ -281,6 +281,9 @@ def main() -> None:
     ap.add_argument("--skip-peer", action="store_true", help="tarx and the raw binding only")
     ap.add_argument("--decode-only", action="store_true",
                     help="only single-stream decode, tarx and llama-server alternating, --rounds times")
+    ap.add_argument("--compute-only", action="store_true",
+                    help="only the compute-bound rows (1,500-token prefill, 6-turn chat, embeddings/s), tarx and "
+                         "llama-server alternating, --rounds times")
     ap.add_argument("--memory-only", action="store_true",
                     help="only the memory rows, after one chat and one embeddings pass on each system")
     args = ap.parse_args()
@@ -320,12 +323,16 @@ def main() -> None:
                                   args.max_tokens)
                     table.add("single stream decode tok/s (first to last token)", system.name, s.tps)
                 print(f"round {rnd + 1}: {load()}", flush=True)
+            for rnd in range(args.rounds if args.compute_only else 0):
+                compute_round(table, tarx, peer, rnd)
+                print(f"round {rnd + 1}: {load()}", flush=True)
             if args.memory_only:
                 stream(tarx.url, [{"role": "user", "content": PROMPT}], args.max_tokens)
                 embeddings(tarx.url, MODEL)
                 if (emb := peer(0)) is not None:
                     embeddings(emb.url, MODEL)
-            for rnd in range(0 if args.decode_only or args.memory_only else args.rounds):
+            only = args.decode_only or args.compute_only or args.memory_only
+            for rnd in range(0 if only else args.rounds):
                 flip = rnd % 2 == 1
                 print(f"round {rnd + 1}: {load()}", flush=True)
                 single_round(table, tarx, peer(1), llm, args.max_tokens, flip, rnd)
@@ -342,7 +349,7 @@ def main() -> None:
                     table.add("embeddings/s, 256 sentences in batches of 32", system.name,
                               embeddings(system.url, MODEL))
                 print(f"  chat and embeddings done: {load()}", flush=True)
-            if not args.decode_only:
+            if not (args.decode_only or args.compute_only):
                 memory_rows(table, tarx, list(peers.values()), folder, args, binary, gguf)
         finally:
             tarx.close()
@@ -350,6 +357,17 @@ def main() -> None:
                 p.close()
             llm.close()
     table.print()
+
+
+def compute_round(table: Table, tarx: Tarx, peer: Callable[[int], LlamaServer | None], rnd: int) -> None:
+    """One round of the compute-bound rows alone (--compute-only), alternating the systems' order."""
+    flip = rnd % 2 == 1
+    for system in _ordered([tarx, peer(1)], flip):
+        s, _ = stream(system.url, [{"role": "user", "content": f"Round {rnd}. {LONG_PROMPT}"}], 1)
+        table.add("~1,500-token prompt, TTFT s", system.name, s.ttft, higher_better=False)
+        table.add("6-turn chat, history resent, total s", system.name, chat6(system.url, 32), higher_better=False)
+    for system in _ordered([tarx, peer(0)], flip):
+        table.add("embeddings/s, 256 sentences in batches of 32", system.name, embeddings(system.url, MODEL))
 
 
 def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path, args: argparse.Namespace,
