@@ -407,7 +407,8 @@ def memory_rows(table: Table, tarx: Tarx, peers: list[LlamaServer], folder: Path
 
 
 def fill(url: str, slots: int, n_ctx: int) -> None:
-    """Fill every slot's context: `slots` concurrent prompts of nearly n_ctx tokens, no two sharing their words."""
+    """Fill every slot's context: `slots` concurrent prompts of nearly n_ctx tokens, each opening with its own number
+    so none reuses another's cells past the chat template."""
     words = " ".join(f"word{i}" for i in range((n_ctx - 200) * 10 // 42))  # ~4.2 SmolLM2 tokens a word
     threads = [threading.Thread(target=stream, args=(url, [{"role": "user", "content": f"{k} {words}"}], 4))
                for k in range(slots)]
