@@ -143,6 +143,35 @@ def test_gguf_dropped_in_models_dir_is_served(make_runtime, tmp_path: Path) -> N
         assert "later" in [m["id"] for m in c.get("/v1/models").json()["data"]]
 
 
+# ChatML that refuses system messages, as some models' templates refuse roles that do not alternate.
+REFUSING_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System messages are not supported') }}"
+    "{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_chat_template_that_refuses_the_messages_is_a_400_and_the_model_serves_on(make_runtime,
+                                                                                     tmp_path: Path) -> None:
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True)
+    smol = smollm2_path()
+    assert smol is not None
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--force", "--chat-template",
+                    REFUSING_TEMPLATE, str(smol), str(models / "strict.gguf")], check=True, capture_output=True)
+    rt = make_runtime()
+    with rt.client() as c:
+        body = chat_body(max_tokens=3) | {"model": "strict"}
+        refused = c.post("/v1/chat/completions", json=body | {
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]})
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "invalid_messages" and "System messages are not supported" in error["message"]
+        r = c.post("/v1/chat/completions", json=body)  # the same runner, still up
+        assert r.status_code == 200, r.text
+    assert rt.health()["models"]["strict"]["stats"]["loads"] == 1
+
+
 def test_health_is_503_when_default_model_is_missing(make_runtime) -> None:
     rt = make_runtime({"TARX_DEFAULT_MODEL": "not-installed"})
     r = httpx.get(rt.url + "/v1/health")
