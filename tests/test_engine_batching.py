@@ -171,6 +171,31 @@ def test_a_chat_model_embeds_in_its_chat_runner_while_a_stream_flows(rt: Runtime
     assert sorted(runner_pids(rt)) == sorted(pids)  # no second runner (and no second copy of the weights)
 
 
+def test_a_long_input_embeds_in_chunks_as_llama_cpp_pools_it_and_without_a_logits_buffer(rt: Runtime) -> None:
+    """The runner takes the mean of the hidden states itself, chunk by chunk, and stops each graph before the output
+    layer (runtime/inference/embedder.py). The vector must match llama.cpp's own mean pooling of the whole input in
+    one batch, and the runner must not keep a tokens x vocabulary buffer: 1,500 SmolLM2 tokens of logits are 281 MiB,
+    and with llama.cpp's own pooling the runner grew by 583 MiB here."""
+    long = "The keeper wrote down every ship that passed the point. " * 130  # ~1,500 tokens: 12 chunks
+    with rt.client() as c:
+        assert c.post("/v1/embeddings", json={"model": "tarx-local", "input": "warm up"}).status_code == 200
+        (pid,) = runner_pids(rt)
+        before = resident_mib(pid)
+        r = c.post("/v1/embeddings", json={"model": "tarx-local", "input": long}, timeout=300)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["prompt_tokens"] > 1400
+    grown = resident_mib(pid) - before
+    assert grown < 150, grown  # the KV cells of the input (~33 MiB) and one chunk's buffers
+    ours = r.json()["data"][0]["embedding"]
+    reference = Llama(str(smollm2_path()), embedding=True, pooling_type=1, n_ctx=2048, n_batch=2048,  # 1: MEAN
+                      n_ubatch=2048, n_threads=2, verbose=False)
+    try:
+        theirs = reference.embed(long, normalize=True)
+    finally:
+        reference.close()
+    assert sum(a * b for a, b in zip(ours, theirs, strict=True)) > 0.9999  # both unit vectors
+
+
 def test_a_shared_kv_cache_serves_slots_side_by_side(make_runtime) -> None:
     unified = make_runtime({"TARX_LOCAL_NODE": "false", "TARX_KV_UNIFIED": "true", "TARX_N_CTX": "1024"})
     bodies = together(unified, PROMPTS, max_tokens=8)
