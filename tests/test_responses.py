@@ -166,7 +166,8 @@ def test_stream_of_a_function_call(client: OpenAI) -> None:
 
 def test_streamed_cut_ends_with_response_incomplete(rt: Runtime) -> None:
     with httpx.stream("POST", rt.url + "/v1/responses", timeout=120, json={
-            "model": "tarx-local", "input": "Count to fifty.", "max_output_tokens": 3, "stream": True}) as r:
+            "model": "tarx-local", "input": "Count from one to fifty in words.", "max_output_tokens": 3,
+            "temperature": 0, "seed": 7, "stream": True}) as r:
         events = [line.removeprefix("event: ") for line in r.iter_lines() if line.startswith("event: ")]
     assert events[0] == "response.created" and events[-1] == "response.incomplete"
 
