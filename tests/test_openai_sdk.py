@@ -82,7 +82,8 @@ def test_chat_stream_matches_non_stream_and_counts_usage(client: OpenAI) -> None
 
 def test_stream_without_usage_option_sends_no_usage(client: OpenAI) -> None:
     chunks = list(client.chat.completions.create(
-        model="tarx-local", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True))
+        model="tarx-local", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0, seed=7,
+        stream=True))
     assert len(chunks) >= 3  # role, at least one token, finish
     assert all(c.usage is None for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
@@ -92,7 +93,7 @@ def test_quickstart_stream_loop_never_meets_empty_choices(client: OpenAI) -> Non
     """The OpenAI quickstart indexes choices[0] on every chunk; only include_usage may add one without."""
     printed = []
     for c in client.chat.completions.create(model="tarx-local", messages=[{"role": "user", "content": "Hi"}],
-                                            max_tokens=4, stream=True):
+                                            max_tokens=4, temperature=0, seed=7, stream=True):
         printed.append(c.choices[0].delta.content or "")
     assert "".join(printed).strip()
     route_chunk = c.model_extra.get("tarx_route")
