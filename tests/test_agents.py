@@ -21,6 +21,7 @@ from conftest import LONG_PROMPT, REPO, Runtime, free_port
 from runtime.agents.loop import MarkupFilter, invoke, without_markup
 from runtime.agents.service import function_name
 from runtime.agents.tools import Tool, ToolError, address_allowed, check_url, http_request_tool, rag_search_tool
+from runtime.inference.registry import smollm2_path
 from runtime.skills import SkillCatalog
 from support.identity import bearer, owner_in_default_project, owner_key, user_key
 from support.redirects import FINAL, FOLLOWED, PUBLIC, REFUSED, redirecting
@@ -88,9 +89,15 @@ def test_crud_in_the_project(rt: Runtime, owner: dict[str, str], project_id: str
     assert changed["name"] == "renamed" and changed["max_tokens"] == 40 and changed["tools"] == ["current_time"]
     assert changed["created_at"] == agent["created_at"]
     for bad in ({"tools": ["no_such_tool"]}, {"skills": ["no-such-skill"]}, {"execution_policy": "anywhere"},
-                {"tool_choice": "http_request"}):
+                {"tool_choice": "http_request"}, {"model": "no-such-model"}, {"model": "tarx-embed"}):
         r = c.put(f"/api/v1/agents/{agent['id']}", json=bad)
         assert r.status_code == 400 and r.json()["detail"], (bad, r.text)
+    r = c.post("/api/v1/agents", json={"name": "typo", "model": "tarx-locl"})
+    assert r.status_code == 400 and "tarx-locl" in r.json()["detail"] and "tarx-local" in r.json()["detail"], r.text
+    # A hosted plane's model is the upstream's to know: not checked here.
+    r = c.post("/api/v1/agents", json={"name": "far", "model": "big-upstream-model",
+                                       "execution_policy": "supercomputer-fast"})
+    assert r.status_code == 201, r.text
     assert c.post("/api/v1/agents", json={"name": "x", "colour": "red"}).status_code == 422
     assert c.delete(f"/api/v1/agents/{agent['id']}").status_code == 204
     r = c.get(f"/api/v1/agents/{agent['id']}")
@@ -256,13 +263,18 @@ def test_every_event_type_with_a_forced_tool_call(rt: Runtime, owner: dict[str, 
     body = httpx.post(f"{rt.url}/api/v1/agents/{agent['id']}/test", headers=owner,
                       json={"message": "What time is it now?"}, timeout=300).json()
     assert body["tool_calls"][0]["name"] == "current_time" and "success" in body["tool_calls"][0]
-    # an agent whose model does not exist: the stream carries an `error` event; without streaming, a 502
-    broken = make_agent(rt, owner, name="broken", model="no-such-model")
+    # an agent whose model file was removed after it was made: the stream carries an `error` event; without
+    # streaming, a 502
+    dropped = rt.data_dir / "models" / "gone-soon.gguf"
+    dropped.parent.mkdir(exist_ok=True)
+    dropped.symlink_to(smollm2_path())
+    broken = make_agent(rt, owner, name="broken", model="gone-soon")
+    dropped.unlink()
     events = sse_events(rt, owner, broken["id"], "hello")
-    assert events == [("error", {"detail": events[0][1]["detail"]})] and "no-such-model" in events[0][1]["detail"]
+    assert events == [("error", {"detail": events[0][1]["detail"]})] and "gone-soon" in events[0][1]["detail"]
     r = httpx.post(f"{rt.url}/api/v1/agents/{broken['id']}/chat", headers=owner,
                    json={"message": "hello", "stream": False}, timeout=60)
-    assert r.status_code == 502 and "no-such-model" in r.json()["detail"]
+    assert r.status_code == 502 and "gone-soon" in r.json()["detail"]
 
 
 def test_a_call_cut_by_max_tokens_is_not_run(rt: Runtime, owner: dict[str, str]) -> None:

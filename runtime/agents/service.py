@@ -81,7 +81,7 @@ class AgentService:
 
     # ---- the record ----------------------------------------------------------------------------------------------
 
-    async def _check(self, ctx: ProjectContext, fields: dict[str, Any]) -> None:
+    async def _check(self, ctx: ProjectContext, fields: dict[str, Any], *, model_changed: bool = True) -> None:
         builtin = self.builtin_names()
         refs = [t for t in fields["tools"] if t.startswith(MCP_PREFIX)]
         unknown = [t for t in fields["tools"] if t not in builtin and t not in refs]
@@ -98,6 +98,14 @@ class AgentService:
             raise InvalidRequest(f"unknown skills {missing}")
         if fields["execution_policy"] not in POLICIES:
             raise InvalidRequest(f"execution_policy must be one of {list(POLICIES)}")
+        # A typo in a local model's name is refused at once, as OpenAI refuses an unknown model; a hosted or
+        # enterprise plane's model is the upstream's to know. An agent whose model file went away later still
+        # takes other edits (its runs fail with the model's error).
+        if model_changed and POLICIES[fields["execution_policy"]][0] == "local":
+            served = self.chat.local_chat_models()
+            if fields["model"] not in served:
+                raise InvalidRequest(f"model '{fields['model']}' is not a chat model this runtime serves; it serves "
+                                     f"{served}")
         await self._check_llm_key(ctx, fields)
         choice = fields["tool_choice"]
         if choice not in CHOICES and choice not in fields["tools"]:
@@ -143,7 +151,7 @@ class AgentService:
             if current is None:
                 raise NotFound(f"Agent '{agent_id}' was not found.", extra={"error_code": "NOT_FOUND"})
             fields = {k: current[k] for k in store.FIELDS} | values
-            await self._check(ctx, fields)
+            await self._check(ctx, fields, model_changed=bool({"model", "execution_policy"} & values.keys()))
             await store.update(tx, ctx.project.id, agent_id, fields)
             found = await store.get(tx, ctx.project.id, agent_id)
         assert found is not None

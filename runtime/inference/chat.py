@@ -166,6 +166,11 @@ class ChatService:
                 return
             await asyncio.sleep(PROMPT_POLL_SECONDS)
 
+    def local_chat_models(self) -> list[str]:
+        """The names a local chat call may use: the chat models this runtime serves and the aliases of them."""
+        names = [spec.name for spec in self.engine.registry.all() if not spec.embedding_only]
+        return sorted([*names, *(alias for alias, target in self.settings.model_aliases.items() if target in names)])
+
     def default_embedding_model(self) -> str:
         """tarx-embed (settings `embedding_model`) when it is installed, else the default chat model."""
         names = {spec.name for spec in self.engine.registry.all()}
