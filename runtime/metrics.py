@@ -129,11 +129,20 @@ def _live_families(engine: Engine, jobs: dict[str, int], nodes: dict[str, int]) 
         node_states.add_metric([state], nodes.get(state, 0))
     yield node_states
 
-    # No runner in this runtime restarts as such (the local node's loops retry in place); what restarts is a
-    # model's worker: it unloads after keep_alive_seconds idle and loads again on the next call.
+    # A model's runner loads again after keep_alive_seconds idle unloaded it, or after it died (a crash, a kill:
+    # counted apart, as are loads that failed). Read from each chat worker's statistics.
     restarts = CounterMetricFamily("tarx_runner_restarts",
                                    "Model worker reloads: loads of a chat model after its first.", labels=["model"])
+    crashes = CounterMetricFamily("tarx_runner_crashes",
+                                  "Model runners that died unexpectedly; their requests failed with a 503.",
+                                  labels=["model"])
+    load_failures = CounterMetricFamily("tarx_model_load_failures", "Model loads that ended in an error.",
+                                        labels=["model"])
     for spec in engine.registry.all():
         stats = engine.model_status(spec).get("stats") or {}
         restarts.add_metric([spec.name], max(int(stats.get("loads", 0)) - 1, 0))
+        crashes.add_metric([spec.name], int(stats.get("runner_restarts", 0)))
+        load_failures.add_metric([spec.name], int(stats.get("load_failures", 0)))
     yield restarts
+    yield crashes
+    yield load_failures

@@ -3,7 +3,10 @@ requests by family and status, tokens by model as reported in usage, queue waits
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import Runtime, chat_body, free_port
 from support.compute import Api, wait_until
 from support.identity import bearer, owner_key, sign_in
+from support.runners import runner_pids
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -132,3 +136,24 @@ def test_metrics_public_opens_the_endpoint(make_runtime) -> None:
     samples = scrape(rt)
     assert value(samples, "tarx_nodes", state="online") == 0
     assert ("tarx_jobs", frozenset({("state", "QUEUED")})) in samples
+
+
+def test_runner_crashes_and_load_failures_are_counted(make_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True)
+    (models / "broken.gguf").write_bytes(b"GGUF" + os.urandom(4096))
+    rt = make_runtime({"TARX_METRICS_PUBLIC": "true"})
+    with rt.client() as c:
+        assert c.post("/v1/chat/completions", json=chat_body(model="broken")).status_code == 503
+        assert c.post("/v1/chat/completions", json=chat_body(max_tokens=1)).status_code == 200
+        [pid] = runner_pids(rt)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: value(scrape(rt), "tarx_runner_crashes_total", model="tarx-local") == 1, 10)
+        assert c.post("/v1/chat/completions", json=chat_body(max_tokens=1)).status_code == 200
+    samples = scrape(rt)
+    assert value(samples, "tarx_model_load_failures_total", model="broken") == 1
+    assert value(samples, "tarx_model_load_failures_total", model="tarx-local") == 0
+    assert value(samples, "tarx_runner_crashes_total", model="tarx-local") == 1
+    assert value(samples, "tarx_runner_crashes_total", model="broken") == 0
+    # the crashed runner was loaded again on the next call: a reload, as after an idle unload
+    assert value(samples, "tarx_runner_restarts_total", model="tarx-local") == 1

@@ -38,7 +38,8 @@ class WorkerStats:
     tokens_generated: int = 0
     loads: int = 0
     unloads: int = 0
-    runner_restarts: int = 0  # runners that died under load and were replaced
+    runner_restarts: int = 0  # runners that died unexpectedly (a crash, a kill), replaced on the next call
+    load_failures: int = 0  # loads that ended in an error (a broken file, too little memory)
     prompt_tokens: int = 0  # prompt tokens of finished requests
     prompt_tokens_reused: int = 0  # of those, how many came from a slot's KV cache (prefix reuse)
 
@@ -252,6 +253,7 @@ class ModelWorker:
 
     def _load_failed(self, error: str) -> None:
         self.state, self.error = "error", error
+        self.stats.load_failures += 1
         self.on_event("model.error", {"model": self.spec.name, "kind": self.kind, "error": error})
 
     def _unload(self) -> None:
