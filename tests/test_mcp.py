@@ -21,7 +21,8 @@ from runtime.auth.access import resolve_project
 from runtime.auth.bootstrap import bootstrap
 from runtime.auth.principal import Authenticator
 from runtime.auth.secretbox import SecretBox
-from runtime.mcp import McpService, ToolOutcome, Transport
+from runtime.mcp import McpServer, McpService, ToolOutcome, Transport
+from runtime.mcp.client import PinnedTransport
 from runtime.store import Database
 from support.identity import bearer, owner_key, user_key
 
@@ -221,6 +222,64 @@ def test_call_tool_through_the_service(tmp_path: Path, http_server: str) -> None
     assert not boom.success and "kaboom" in boom.result_text
     assert not slow.success and "timed out" in slow.result_text
     assert not missing.success
+
+
+def test_a_public_url_stays_public_when_its_name_later_answers_loopback(
+        tmp_path: Path, http_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: a name that answered a public address when the server was registered (which an editor may
+    do) answers loopback afterwards, where the real MCP server listens. Every connection is checked again and sent
+    to the checked address, so the session is refused instead of reaching this machine."""
+    port = http_server.rsplit(":", 1)[1].split("/")[0]
+    answers = ["93.184.216.34"]  # the registration's check; every later lookup answers loopback
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: object, **kw: object) -> list:
+        if host != "rebind.example":
+            return real(host, *args, **kw)  # type: ignore[arg-type]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers.pop(0) if answers else "127.0.0.1", 0))]
+
+    monkeypatch.setattr("socket.getaddrinfo", getaddrinfo)
+
+    async def scenario() -> tuple[McpServer, ToolOutcome, ToolOutcome]:
+        db = Database(tmp_path / "tarx.db")
+        await db.open()
+        try:
+            box = SecretBox(tmp_path / "secret.key")
+            await bootstrap(db, tmp_path / "owner.key")
+            principal = await Authenticator(db, box, 3600).resolve(
+                f"Bearer {(tmp_path / 'owner.key').read_text().strip()}", None, None, None)
+            assert principal is not None
+            ctx = await resolve_project(db, principal, None, None)
+            mcp = McpService(db, box, discover_timeout=5)
+            rebound = await mcp.create(ctx, "rebound", Transport(kind="streamable_http",
+                                                                url=f"http://rebind.example:{port}/mcp"))
+            # a server registered at its loopback address (an admin's choice) is reached there, as before
+            local = await mcp.create(ctx, "local", Transport(kind="streamable_http", url=http_server))
+            return (rebound, await mcp.call_tool(ctx, rebound.id, "add", {"a": 1, "b": 2}, deadline_s=5),
+                    await mcp.call_tool(ctx, local.id, "add", {"a": 1, "b": 2}))
+        finally:
+            await db.close()
+
+    rebound, call, local = asyncio.run(scenario())
+    assert rebound.status == "error" and "refused" in (rebound.last_error or ""), rebound
+    assert not call.success and "refused: 'rebind.example' is 127.0.0.1" in call.result_text, call
+    assert local == ToolOutcome(True, "3")
+
+
+def test_pinned_requests_go_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.getaddrinfo", lambda host, *a, **kw: [(2, 1, 6, "", ("93.184.216.34", 0))])
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("host")))
+        return httpx.Response(200, json={})
+
+    async def post() -> None:
+        async with httpx.AsyncClient(transport=PinnedTransport(httpx.MockTransport(handler))) as http:
+            await http.post("http://tools.example:8080/mcp?x=1", json={})
+
+    asyncio.run(post())
+    assert seen == [("http://93.184.216.34:8080/mcp?x=1", "tools.example:8080")]
 
 
 # ---- `tarx mcp` and GET /openai-tools -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ header values are secrets: sealed with the runtime's secret box, shown only as n
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -72,7 +73,8 @@ class McpService:
         self.discover_timeout = discover_timeout
         self.call_timeout = call_timeout
 
-    async def _may_use(self, ctx: ProjectContext, transport: Transport, action: str) -> None:
+    async def _may_use(self, ctx: ProjectContext, transport: Transport, action: str) -> Transport:
+        """`transport` if the caller may use it, pinned to public addresses unless its URL is a private one."""
         await require(self.db, ctx, WRITE, action)
         if transport.kind == "stdio":  # it runs a program on this machine
             await require(self.db, ctx, ADMIN, f"{action}.command")
@@ -83,6 +85,9 @@ class McpService:
                 await addresses.check_url(transport.url, allow_private=False)
             except AddressRefused:
                 await require(self.db, ctx, ADMIN, f"{action}.private_url")
+                return transport
+            return replace(transport, public_only=True)
+        return transport
 
     async def _row(self, ctx: ProjectContext, server_id: str) -> dict[str, Any]:
         row = await store.get(self.db, ctx.project.id, server_id)
@@ -94,7 +99,8 @@ class McpService:
     def _transport(self, row: dict[str, Any]) -> Transport:
         sealed = json.loads(self.box.open(row["secrets"])) if row["secrets"] else {}
         return Transport(kind=row["transport"], command=row["command"], args=tuple(row["args"]),
-                         env=sealed.get("env", {}), url=row["url"], headers=sealed.get("headers", {}))
+                         env=sealed.get("env", {}), url=row["url"], headers=sealed.get("headers", {}),
+                         public_only=bool(row["url"]) and not row["private_url"] and not self.allow_private)
 
     async def _refresh(self, row: dict[str, Any]) -> dict[str, Any]:
         """Discover the server's tools now and record the outcome; the row as it then stands."""
@@ -118,7 +124,7 @@ class McpService:
         """Register a server and discover its tools at once; a server that cannot be reached yet is kept, with
         status `error` and the reason."""
         _check(transport)
-        await self._may_use(ctx, transport, "mcp.create")
+        transport = await self._may_use(ctx, transport, "mcp.create")
         secrets = {"env": dict(transport.env), "headers": dict(transport.headers)}
         async with self.db.transaction() as tx:
             if await store.name_taken(tx, ctx.project.id, name):
@@ -128,7 +134,7 @@ class McpService:
                 command=transport.command, args=list(transport.args), url=transport.url,
                 env_names=sorted(transport.env), header_names=sorted(transport.headers),
                 secrets=self.box.seal(json.dumps(secrets)) if transport.env or transport.headers else None,
-                created_by=ctx.principal.user.id)
+                created_by=ctx.principal.user.id, private_url=bool(transport.url) and not transport.public_only)
             await audit.write(tx, ctx.principal.actor, "mcp.create", target=row["id"], project_id=ctx.project.id,
                               detail={"name": name, "transport": transport.kind, "command": transport.command,
                                       "url": transport.url})
@@ -152,7 +158,7 @@ class McpService:
     async def discover(self, ctx: ProjectContext, transport: Transport) -> list[McpTool]:
         """The tools of a server that need not be registered; 400 (MCP_UNREACHABLE) when it cannot be reached."""
         _check(transport)
-        await self._may_use(ctx, transport, "mcp.discover")
+        transport = await self._may_use(ctx, transport, "mcp.discover")
         try:
             return await client.list_tools(transport, self.discover_timeout)
         except McpUnreachable as exc:

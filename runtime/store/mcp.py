@@ -26,9 +26,11 @@ def _decode(row: Any) -> dict[str, Any]:
 
 async def insert(tx: aiosqlite.Connection, *, project_id: str, name: str, description: str, transport: str,
                  command: str | None, args: list[str], url: str | None, env_names: list[str],
-                 header_names: list[str], secrets: bytes | None, created_by: str) -> dict[str, Any]:
+                 header_names: list[str], secrets: bytes | None, created_by: str, private_url: bool
+                 ) -> dict[str, Any]:
     row = {"id": new_id("mcp"), "project_id": project_id, "name": name, "description": description,
            "transport": transport, "command": command, "args": json.dumps(args), "url": url,
+           "private_url": int(private_url),
            "env_names": json.dumps(env_names), "header_names": json.dumps(header_names), "secrets": secrets,
            "tools": "[]", "status": "unknown", "last_error": None, "discovered_at": None,
            "created_by": created_by, "created_at": utcnow()}
