@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from conftest import REPO, Runtime, free_port
-from runtime.auth.access import resolve_project
+from runtime.auth.access import ProjectContext, resolve_project
 from runtime.auth.bootstrap import bootstrap
 from runtime.auth.principal import Authenticator
 from runtime.auth.secretbox import SecretBox
@@ -185,20 +186,27 @@ def test_bodies_are_validated(runtime: Runtime, team: dict) -> None:
             assert r.status_code == 422 and r.json()["error_code"] == "VALIDATION_ERROR", (body, r.text)
 
 
+@asynccontextmanager
+async def owners_service(tmp_path: Path, **kw: float) -> AsyncIterator[tuple[ProjectContext, McpService]]:
+    """An McpService on a fresh database, in-process, with the owner's context in the default project."""
+    db = Database(tmp_path / "tarx.db")
+    await db.open()
+    try:
+        box = SecretBox(tmp_path / "secret.key")
+        await bootstrap(db, tmp_path / "owner.key")
+        principal = await Authenticator(db, box, 3600).resolve(
+            f"Bearer {(tmp_path / 'owner.key').read_text().strip()}", None, None, None)
+        assert principal is not None
+        yield await resolve_project(db, principal, None, None), McpService(db, box, **kw)
+    finally:
+        await db.close()
+
+
 def test_call_tool_through_the_service(tmp_path: Path, http_server: str) -> None:
     """The agents' seam, in-process: `McpService.call_tool` never raises for a tool's failure."""
 
     async def scenario() -> list[ToolOutcome]:
-        db = Database(tmp_path / "tarx.db")
-        await db.open()
-        try:
-            box = SecretBox(tmp_path / "secret.key")
-            await bootstrap(db, tmp_path / "owner.key")
-            principal = await Authenticator(db, box, 3600).resolve(
-                f"Bearer {(tmp_path / 'owner.key').read_text().strip()}", None, None, None)
-            assert principal is not None
-            ctx = await resolve_project(db, principal, None, None)
-            mcp = McpService(db, box)
+        async with owners_service(tmp_path) as (ctx, mcp):
             stdio = await mcp.create(ctx, "calc", Transport(kind="stdio", command=sys.executable, args=(SERVER,),
                                                             env={"SECRET_X": "sealed"}))
             http = await mcp.create(ctx, "remote", Transport(kind="streamable_http", url=http_server,
@@ -213,8 +221,6 @@ def test_call_tool_through_the_service(tmp_path: Path, http_server: str) -> None
                 await mcp.call_tool(ctx, http.id, "sleep", {"seconds": 30}, deadline_s=2),
                 await mcp.call_tool(ctx, http.id, "no_such_tool", {}),
             ]
-        finally:
-            await db.close()
 
     add, env, boom, remote, header, slow, missing = asyncio.run(scenario())
     assert add == ToolOutcome(True, "5") and env == ToolOutcome(True, "sealed") and remote == ToolOutcome(True, "42")
@@ -241,24 +247,13 @@ def test_a_public_url_stays_public_when_its_name_later_answers_loopback(
     monkeypatch.setattr("socket.getaddrinfo", getaddrinfo)
 
     async def scenario() -> tuple[McpServer, ToolOutcome, ToolOutcome]:
-        db = Database(tmp_path / "tarx.db")
-        await db.open()
-        try:
-            box = SecretBox(tmp_path / "secret.key")
-            await bootstrap(db, tmp_path / "owner.key")
-            principal = await Authenticator(db, box, 3600).resolve(
-                f"Bearer {(tmp_path / 'owner.key').read_text().strip()}", None, None, None)
-            assert principal is not None
-            ctx = await resolve_project(db, principal, None, None)
-            mcp = McpService(db, box, discover_timeout=5)
+        async with owners_service(tmp_path, discover_timeout=5) as (ctx, mcp):
             rebound = await mcp.create(ctx, "rebound", Transport(kind="streamable_http",
                                                                 url=f"http://rebind.example:{port}/mcp"))
             # a server registered at its loopback address (an admin's choice) is reached there, as before
             local = await mcp.create(ctx, "local", Transport(kind="streamable_http", url=http_server))
             return (rebound, await mcp.call_tool(ctx, rebound.id, "add", {"a": 1, "b": 2}, deadline_s=5),
                     await mcp.call_tool(ctx, local.id, "add", {"a": 1, "b": 2}))
-        finally:
-            await db.close()
 
     rebound, call, local = asyncio.run(scenario())
     assert rebound.status == "error" and "refused" in (rebound.last_error or ""), rebound
