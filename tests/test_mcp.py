@@ -18,12 +18,12 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from conftest import REPO, Runtime, free_port
+from runtime.agents.addresses import PinnedTransport
 from runtime.auth.access import ProjectContext, resolve_project
 from runtime.auth.bootstrap import bootstrap
 from runtime.auth.principal import Authenticator
 from runtime.auth.secretbox import SecretBox
 from runtime.mcp import McpServer, McpService, ToolOutcome, Transport
-from runtime.mcp.client import PinnedTransport
 from runtime.store import Database
 from support.identity import bearer, owner_key, user_key
 

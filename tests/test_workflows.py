@@ -294,6 +294,17 @@ def test_rag_and_agent_nodes(rt: Runtime, owner: dict[str, str]) -> None:
     assert missing["status"] == "failed" and "agent_nope" in missing["node_results"]["ask"]["error"]
 
 
+def test_an_http_node_sends_its_method_headers_and_body_and_follows_redirects(rt: Runtime, owner: dict[str, str],
+                                                                              server: Server) -> None:
+    config = {"url": f"{server.url}/moved/{{{{ input }}}}", "method": "PUT", "headers": {"X-Token": "t-{{ input }}"},
+              "body": '{"said": "{{ input }}"}'}
+    ex = run(rt, owner, *chain(("h", "httpNode", config)), input="abc")
+    assert ex["status"] == "completed", ex
+    out = ex["node_results"]["h"]["output"]
+    assert out["status"] == 200 and out["url"] == f"{server.url}/echo/abc"
+    assert out["body"] == {"path": "/echo/abc", "method": "PUT", "body": '{"said": "abc"}', "x_token": "t-abc"}
+
+
 def test_parallel_branches_overlap(rt: Runtime, owner: dict[str, str], server: Server) -> None:
     nodes = [{"id": "t", "type": "trigger"},
              *[{"id": f"p{i}", "type": "httpNode", "config": {"url": f"{server.url}/slow/{i}?s=1"}} for i in (1, 2)],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -96,6 +97,26 @@ def pin(url: str, address: str) -> Pinned:
                   {"Host": host_header}, extensions)
 
 
+class PinnedTransport(httpx.AsyncBaseTransport):
+    """For a client that speaks a protocol of its own (the MCP SDK's): each request, redirects included, goes to
+    an address its host resolved to just now, non-public answers refused, the name kept in Host and as the TLS
+    server name, as `fetch` does for one request and its redirects."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        target = pin(url, (await check_url(url, allow_private=False))[0])
+        request.url = httpx.URL(target.url)
+        request.headers.update(target.headers)
+        request.extensions = {**request.extensions, **target.extensions}
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @dataclass(frozen=True)
 class Fetched:
     status: int
@@ -113,8 +134,8 @@ class Fetched:
 
 
 async def fetch(client: httpx.AsyncClient, method: str, url: str, *, allow_private: bool,
-                content: str | bytes | None = None, max_redirects: int = MAX_REDIRECTS,
-                max_bytes: int = MAX_BYTES) -> Fetched:
+                content: str | bytes | None = None, headers: Mapping[str, str] | None = None,
+                max_redirects: int = MAX_REDIRECTS, max_bytes: int = MAX_BYTES) -> Fetched:
     """The final response, its body read (BodyTooLarge past `max_bytes`), following redirects hop by hop under
     the address policy. `client` must not follow redirects itself. Raises AddressRefused, BodyTooLarge, or
     httpx.HTTPError for transport failures."""
@@ -122,10 +143,11 @@ async def fetch(client: httpx.AsyncClient, method: str, url: str, *, allow_priva
         addresses = await check_url(url, allow_private)
         if addresses:
             target = pin(url, addresses[0])
-            request = client.build_request(method, target.url, content=content, headers=target.headers,
+            request = client.build_request(method, target.url, content=content,
+                                           headers={**(headers or {}), **target.headers},
                                            extensions=target.extensions)
         else:
-            request = client.build_request(method, url, content=content)
+            request = client.build_request(method, url, content=content, headers=headers)
         response = await client.send(request, stream=True)
         try:
             if response.is_redirect and "location" in response.headers:

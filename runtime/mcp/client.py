@@ -41,26 +41,6 @@ class Transport:
     public_only: bool = False
 
 
-class PinnedTransport(httpx.AsyncBaseTransport):
-    """Sends each request to an address its host resolved to just now, refusing non-public ones, with the name kept
-    in Host and as the TLS server name: a DNS answer that changes between registration and connection (or between
-    two requests of one session) cannot point the session at a private address."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = str(request.url)
-        target = addresses.pin(url, (await addresses.check_url(url, allow_private=False))[0])
-        request.url = httpx.URL(target.url)
-        request.headers.update(target.headers)
-        request.extensions = {**request.extensions, **target.extensions}
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 class McpTool(BaseModel):
     """One tool a server offers, as its discovery described it."""
 
@@ -115,7 +95,7 @@ async def session(transport: Transport, deadline_s: float) -> AsyncIterator[Clie
         if not transport.url:
             raise ValueError("a streamable HTTP transport needs a url")
         http = httpx.AsyncClient(headers=dict(transport.headers), timeout=httpx.Timeout(deadline_s),
-                                 transport=PinnedTransport() if transport.public_only else None)
+                                 transport=addresses.PinnedTransport() if transport.public_only else None)
         async with http, streamable_http_client(transport.url, http_client=http) as (read, write, _), \
                 ClientSession(read, write) as s:
             await s.initialize()

@@ -19,14 +19,14 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
 
 import aiosqlite
 import httpx
 
+from runtime.agents import addresses
+from runtime.agents.addresses import AddressRefused, BodyTooLarge
 from runtime.agents.loop import Done, Error
 from runtime.agents.service import AgentService
-from runtime.agents.tools import MAX_REDIRECTS, ToolError, check_url
 from runtime.auth.access import ProjectContext
 from runtime.compute.jobs import JobService, JobSpec
 from runtime.config import Settings
@@ -619,34 +619,25 @@ class Run:
 
     async def _http(self, c: g.HttpConfig, context: dict[str, Any]) -> dict[str, Any]:
         url = templates.render(c.url, context)
-        method = c.method
         body = templates.render(c.body, context) if c.body is not None else None
         headers = {k: templates.render(v, context) for k, v in c.headers.items()}
-        allow_private = self.deps.settings.agent_http_allow_private
+        # The agents' fetch: every hop checked against the address policy and sent to the checked address.
         async with httpx.AsyncClient(follow_redirects=False, timeout=None) as client:
-            for _hop in range(MAX_REDIRECTS + 1):
-                try:
-                    await check_url(url, allow_private)  # the agents' address policy, at every hop
-                except ToolError as err:
-                    raise NodeError(str(err), retry=False) from err
-                try:
-                    response = await client.request(method, url, content=body, headers=headers)
-                except httpx.HTTPError as err:
-                    raise NodeError(f"request failed: {type(err).__name__}: {err}") from err
-                if response.is_redirect and "location" in response.headers:
-                    url = urljoin(url, response.headers["location"])
-                    if response.status_code in (301, 302, 303):
-                        method, body = "GET", None
-                    continue
-                text = response.text[:MAX_HTTP_BODY]
-                if response.status_code >= 400:
-                    raise NodeError(f"HTTP {response.status_code} from {url}: {text[:200]}")
-                value: Any = text
-                if "json" in response.headers.get("content-type", ""):
-                    with contextlib.suppress(ValueError):
-                        value = json.loads(text)
-                return {"status": response.status_code, "url": url, "body": value}
-        raise NodeError(f"more than {MAX_REDIRECTS} redirects")
+            try:
+                response = await addresses.fetch(client, c.method, url, content=body, headers=headers,
+                                                 allow_private=self.deps.settings.agent_http_allow_private)
+            except (AddressRefused, BodyTooLarge) as err:
+                raise NodeError(str(err), retry=False) from err
+            except httpx.HTTPError as err:
+                raise NodeError(f"request failed: {type(err).__name__}: {err}") from err
+        text = response.text[:MAX_HTTP_BODY]
+        if response.status >= 400:
+            raise NodeError(f"HTTP {response.status} from {response.url}: {text[:200]}")
+        value: Any = text
+        if "json" in response.headers.get("content-type", ""):
+            with contextlib.suppress(ValueError):
+                value = json.loads(text)
+        return {"status": response.status, "url": response.url, "body": value}
 
     async def _job(self, node: g.Node, c: g.JobConfig, context: dict[str, Any], attempt: int) -> dict[str, Any]:
         command = templates.render(c.command, context)

@@ -117,7 +117,8 @@ def stream(rt: Runtime, headers: dict[str, str], execution_id: str, last_event_i
 
 class Server:
     """A local HTTP server: `/slow?s=0.5` answers after s seconds; `/flaky/<name>?fail=N` fails (500) its first N
-    calls per name, then answers; `/echo` answers with the request. `hits[path]` records (start, end) times."""
+    calls per name, then answers; `/echo` answers with the request (and its X-Token header); `/moved/<x>`
+    redirects (307) to `/echo/<x>`. `hits[path]` records (start, end) times."""
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = defaultdict(int)
@@ -134,16 +135,21 @@ class Server:
                 q = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
-                status, payload = 200, {"path": parts.path, "method": self.command, "body": body}
+                status, payload = 200, {"path": parts.path, "method": self.command, "body": body,
+                                        "x_token": self.headers.get("x-token")}
                 if parts.path.startswith("/slow"):
                     time.sleep(float(q.get("s", "0.5")))
                 elif parts.path.startswith("/flaky/"):
                     owner.calls[parts.path] += 1
                     if owner.calls[parts.path] <= int(q.get("fail", "1")):
                         status, payload = 500, {"error": "flaky"}
+                elif parts.path.startswith("/moved/"):
+                    status, payload = 307, {}
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
+                    if status == 307:  # keeps the method and body (RFC 9110)
+                        self.send_header("location", parts.path.replace("/moved/", "/echo/", 1))
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(data)))
                     self.end_headers()
@@ -152,7 +158,7 @@ class Server:
                     pass
                 owner.hits[parts.path].append((start, time.time()))
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = do_PUT = _answer
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
