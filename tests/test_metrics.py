@@ -146,6 +146,7 @@ def test_runner_crashes_and_load_failures_are_counted(make_runtime: Callable[...
     with rt.client() as c:
         assert c.post("/v1/chat/completions", json=chat_body(model="broken")).status_code == 503
         assert c.post("/v1/chat/completions", json=chat_body(max_tokens=1)).status_code == 200
+        wait_until(lambda: len(runner_pids(rt)) == 1, 10)  # the broken model's runner has exited
         [pid] = runner_pids(rt)
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: value(scrape(rt), "tarx_runner_crashes_total", model="tarx-local") == 1, 10)
