@@ -89,18 +89,40 @@ class Runner:
 # ---- the runner process ---------------------------------------------------------------------------------------
 
 
+_LOG_CALLBACK: Any = None  # kept alive for as long as llama.cpp may call it
+GGML_LOG_LEVEL_ERROR, GGML_LOG_LEVEL_CONT = 4, 5  # ggml.h's enum ggml_log_level
+
+
+def _log_errors_only() -> None:
+    """Let only llama.cpp's errors reach the runtime's log. llama-cpp-python quiets llama.cpp's log (a line per
+    graph input on every decode) only for a `Llama` made with verbose=False, which this runner never makes, and its
+    own callback maps ggml's log levels as they were before ggml added DEBUG, so warnings (such as the embedding
+    context's pooling override) would still print as errors."""
+    import ctypes
+
+    import llama_cpp
+
+    global _LOG_CALLBACK
+    last = [0]
+
+    def log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        last[0] = last[0] if level == GGML_LOG_LEVEL_CONT else level
+        if last[0] == GGML_LOG_LEVEL_ERROR:
+            sys.stderr.write(text.decode("utf-8", errors="replace"))
+            sys.stderr.flush()
+
+    _LOG_CALLBACK = llama_cpp.llama_log_callback(log)
+    llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
 def _load(config: dict[str, Any]) -> Any:
     """The model's engine: a batcher for a chat model (which embeds too), an embedder for an embedding model."""
     c_api_only()  # before anything imports llama_cpp: the runner decodes through the C API alone (binding.py)
-    from llama_cpp._logger import set_verbose
-
     from runtime.inference.batcher import Batcher
     from runtime.inference.embedder import ContextEmbedder
     from runtime.inference.weights import Weights
 
-    # llama-cpp-python quiets llama.cpp's own log (a line per graph input on every decode) only when a `Llama` is
-    # made with verbose=False; this runner makes none, so it says so itself. Errors still reach the runtime's log.
-    set_verbose(False)
+    _log_errors_only()
     if config["kind"] == "embedding":
         return ContextEmbedder(Weights(config["path"]), n_ctx=config["n_ctx"], threads=config["threads"])
     # The weights are loaded without llama.cpp's weight repacking (extra buffer types): repacked weights take another
